@@ -1,0 +1,21 @@
+//! modstash: a Go module proxy that fetches each `module@version` from upstream exactly once
+//! and keeps it forever in storage (a local directory or any S3-compatible bucket).
+//!
+//! Module map (see ARCHITECTURE.md for the concept-to-file index):
+//! - [`module`]: the Go module vocabulary, pure: paths, versions, escaping, zip checks, `h1:` hashes.
+//! - [`storage`]: typed operations over `object_store` with the GOPROXY-tree key layout and atomic commit.
+//! - [`upstream`]: where modules come from: the GOPROXY client chain.
+//! - [`stash`]: fetch once: single flight, leases, merged list writes.
+//! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
+//! - [`config`] and [`cli`]: settings from file, env and flags; the `modstash` commands.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod module;
+pub mod stash;
+pub mod storage;
+pub mod upstream;
+
+
+
