@@ -1,1 +1,289 @@
-//! config
+//! Settings: defaults < `modstash.toml` < `MODSTASH_*` env < flags, validated once at start into typed values.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::storage::StorageUrl;
+use crate::upstream::UpstreamSpec;
+
+/// Errors in configuration, reported once at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for our schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid setting `{name}`: {message}")]
+    Invalid {
+        /// The setting's name as in the config file.
+        name: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Which lease backend coordinates cold fetches across processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseSpec {
+    /// In-process only: one replica.
+    Memory,
+}
+
+impl FromStr for LeaseSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(LeaseSpec::Memory),
+            other => Err(format!(
+                "unknown lease backend {other:?} (supported: memory)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LeaseSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseSpec::Memory => f.write_str("memory"),
+        }
+    }
+}
+
+/// The effective, validated settings of `modstash serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where modules are stored.
+    pub storage: StorageUrl,
+    /// Where modules come from, in GOPROXY syntax.
+    pub upstream: UpstreamSpec,
+    /// How long an upstream `list`/`@latest` answer is reused.
+    pub list_ttl: Duration,
+    /// How long a failed or not-found upstream answer is remembered.
+    pub negative_ttl: Duration,
+    /// Timeout to connect to an upstream.
+    pub upstream_connect_timeout: Duration,
+    /// Timeout for a whole upstream answer of metadata (`list`, `.info`, `.mod`).
+    pub upstream_timeout: Duration,
+    /// Longest pause between two chunks of an upstream body (a stalled zip download fails after it).
+    pub upstream_read_timeout: Duration,
+    /// Upstream fetches running at once; separate from serving, so hits never queue behind misses.
+    pub upstream_concurrency: usize,
+    /// Lease backend.
+    pub lease: LeaseSpec,
+    /// Lease time-to-live; the holder renews at a third of it.
+    pub lease_ttl: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            storage: StorageUrl::default(),
+            upstream: UpstreamSpec::default(),
+            list_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_read_timeout: Duration::from_secs(30),
+            upstream_concurrency: 64,
+            lease: LeaseSpec::Memory,
+            lease_ttl: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The optional `modstash.toml`; every field may be omitted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileSettings {
+    /// See [`Settings::listen`].
+    pub listen: Option<String>,
+    /// See [`Settings::storage`].
+    pub storage: Option<String>,
+    /// See [`Settings::upstream`].
+    pub upstream: Option<String>,
+    /// See [`Settings::list_ttl`].
+    pub list_ttl: Option<String>,
+    /// See [`Settings::negative_ttl`].
+    pub negative_ttl: Option<String>,
+    /// See [`Settings::upstream_connect_timeout`].
+    pub upstream_connect_timeout: Option<String>,
+    /// See [`Settings::upstream_timeout`].
+    pub upstream_timeout: Option<String>,
+    /// See [`Settings::upstream_read_timeout`].
+    pub upstream_read_timeout: Option<String>,
+    /// See [`Settings::upstream_concurrency`].
+    pub upstream_concurrency: Option<usize>,
+    /// See [`Settings::lease`].
+    pub lease: Option<String>,
+    /// See [`Settings::lease_ttl`].
+    pub lease_ttl: Option<String>,
+    /// See [`Settings::shutdown_grace`].
+    pub shutdown_grace: Option<String>,
+}
+
+impl FileSettings {
+    /// Reads a config file; a missing default file is not an error, a missing named file is.
+    pub fn load(path: &Path, must_exist: bool) -> Result<FileSettings, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(FileSettings::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `1h` (a bare number means seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(d)
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+/// Parses a file value of type `T` into a setting, naming the setting on failure.
+pub(crate) fn parse_named<T>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        name,
+        message: e.to_string(),
+    })
+}
+
+/// Parses a file duration into a setting, naming the setting on failure.
+pub(crate) fn parse_named_duration(
+    name: &'static str,
+    value: &str,
+) -> Result<Duration, ConfigError> {
+    parse_duration(value).map_err(|message| ConfigError::Invalid { name, message })
+}
+
+impl Settings {
+    /// Checks cross-field rules that single values cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.upstream_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "upstream-concurrency",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                name: "lease-ttl",
+                message: "must be at least 1s (the holder renews at a third of it)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective settings as `modstash.toml` text, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        let lines = [
+            ("listen", self.listen.to_string()),
+            ("storage", self.storage.redacted()),
+            ("upstream", self.upstream.redacted()),
+            ("list-ttl", format_duration(self.list_ttl)),
+            ("negative-ttl", format_duration(self.negative_ttl)),
+            (
+                "upstream-connect-timeout",
+                format_duration(self.upstream_connect_timeout),
+            ),
+            ("upstream-timeout", format_duration(self.upstream_timeout)),
+            (
+                "upstream-read-timeout",
+                format_duration(self.upstream_read_timeout),
+            ),
+            ("lease", self.lease.to_string()),
+            ("lease-ttl", format_duration(self.lease_ttl)),
+            ("shutdown-grace", format_duration(self.shutdown_grace)),
+        ];
+        let mut out = String::new();
+        for (k, v) in lines {
+            out.push_str(&format!("{k} = {v:?}\n"));
+        }
+        out.push_str(&format!(
+            "upstream-concurrency = {}\n",
+            self.upstream_concurrency
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_round_trip() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+        for d in [Duration::from_millis(1500), Duration::from_secs(60)] {
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = toml::from_str::<FileSettings>("listne = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listne"));
+    }
+}

@@ -17,5 +17,5 @@ pub mod stash;
 pub mod storage;
 pub mod upstream;
 
-
-
+pub use config::Settings;
+pub use http::serve;

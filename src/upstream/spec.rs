@@ -1,0 +1,181 @@
+//! `UpstreamSpec`: the upstream chain in GOPROXY syntax (`https://a,https://b|https://c`, `off`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use url::Url;
+
+/// When the chain moves past an upstream to the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallthrough {
+    /// After `,`: only on 404 or 410 (the module is not there).
+    OnNotFound,
+    /// After `|`: on any error.
+    OnAnyError,
+}
+
+/// One upstream proxy in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyEntry {
+    /// Base URL without trailing slash.
+    pub url: Url,
+    /// When to fall through to the next entry if this one fails.
+    pub fallthrough: Fallthrough,
+}
+
+/// The parsed upstream chain; empty means `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    entries: Vec<ProxyEntry>,
+}
+
+impl Default for UpstreamSpec {
+    fn default() -> Self {
+        // A literal that is known to parse; building it by hand avoids a fallible parse here.
+        UpstreamSpec {
+            entries: Url::parse("https://proxy.golang.org")
+                .map(|url| {
+                    vec![ProxyEntry {
+                        url,
+                        fallthrough: Fallthrough::OnNotFound,
+                    }]
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl UpstreamSpec {
+    /// The proxies in order.
+    pub fn entries(&self) -> &[ProxyEntry] {
+        &self.entries
+    }
+
+    /// True for `off`: nothing is fetched, only storage is served.
+    pub fn is_off(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The spec for display, with any user:password in URLs hidden.
+    pub fn redacted(&self) -> String {
+        if self.entries.is_empty() {
+            return "off".into();
+        }
+        let mut out = String::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            let mut url = e.url.clone();
+            if !url.username().is_empty() || url.password().is_some() {
+                let _ = url.set_username("REDACTED");
+                let _ = url.set_password(None);
+            }
+            out.push_str(url.as_str().trim_end_matches('/'));
+            if i + 1 < self.entries.len() {
+                out.push(match e.fallthrough {
+                    Fallthrough::OnNotFound => ',',
+                    Fallthrough::OnAnyError => '|',
+                });
+            }
+        }
+        out
+    }
+}
+
+impl FromStr for UpstreamSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("upstream is empty (use a proxy URL, or `off`)".into());
+        }
+        let mut entries: Vec<ProxyEntry> = Vec::new();
+        let mut rest = s;
+        loop {
+            let end = rest.find([',', '|']).unwrap_or(rest.len());
+            let item = rest[..end].trim();
+            let separator = rest[end..].chars().next();
+            match item {
+                "" => return Err(format!("upstream {s:?} has an empty entry")),
+                "off" => {
+                    // Like the go command: `off` ends the chain; anything before it is still tried.
+                    return Ok(UpstreamSpec { entries });
+                }
+                "direct" => {
+                    return Err(
+                        "upstream `direct` is not supported yet: list proxy URLs (e.g. https://proxy.golang.org)"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+            let url = Url::parse(item).map_err(|e| format!("upstream {item:?}: {e}"))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(format!(
+                    "upstream {item:?}: only http and https proxies are supported"
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(format!(
+                    "upstream {item:?}: must not have a query or fragment"
+                ));
+            }
+            entries.push(ProxyEntry {
+                url,
+                fallthrough: match separator {
+                    Some('|') => Fallthrough::OnAnyError,
+                    _ => Fallthrough::OnNotFound,
+                },
+            });
+            match separator {
+                Some(_) => rest = &rest[end + 1..],
+                None => break,
+            }
+        }
+        Ok(UpstreamSpec { entries })
+    }
+}
+
+impl fmt::Display for UpstreamSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_goproxy_syntax() {
+        let spec: UpstreamSpec = "https://a.example,https://b.example|http://c.example/x"
+            .parse()
+            .unwrap();
+        let e = spec.entries();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].fallthrough, Fallthrough::OnNotFound);
+        assert_eq!(e[1].fallthrough, Fallthrough::OnAnyError);
+        assert_eq!(e[2].url.as_str(), "http://c.example/x");
+        assert!("off".parse::<UpstreamSpec>().unwrap().is_off());
+    }
+
+    #[test]
+    fn refuses_bad_entries() {
+        for bad in [
+            "",
+            "https://a,,https://b",
+            "direct",
+            "https://a,direct",
+            "ftp://x",
+            "notaurl",
+        ] {
+            assert!(bad.parse::<UpstreamSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redacts_credentials() {
+        let spec: UpstreamSpec = "https://user:secret@a.example".parse().unwrap();
+        assert!(!spec.redacted().contains("secret"));
+        assert!(!spec.redacted().contains("user"));
+    }
+}
