@@ -1,1 +1,223 @@
-//! cli
+//! The `modstash` command line: `serve`, `config show`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    ConfigError, FileSettings, LeaseSpec, Settings, parse_duration, parse_named,
+    parse_named_duration,
+};
+use crate::storage::StorageUrl;
+use crate::upstream::UpstreamSpec;
+
+/// A Go module proxy that fetches each module@version once and keeps it forever.
+#[derive(Debug, Parser)]
+#[command(name = "modstash", version, about)]
+pub struct Cli {
+    /// Config file (TOML). Missing is fine unless named explicitly.
+    #[arg(long, global = true, env = "MODSTASH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "MODSTASH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format (the filter comes from `RUST_LOG`, default `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the GOPROXY protocol.
+    Serve(ServeArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings (defaults < file < env < flags) as TOML, secrets redacted.
+    Show(ServeArgs),
+}
+
+/// Flags of `serve`; each also reads a `MODSTASH_*` variable and overrides `modstash.toml`.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:3000].
+    #[arg(long, env = "MODSTASH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Storage URL: file://PATH, s3://BUCKET/PREFIX or memory:// [default: file://./storage].
+    #[arg(long, env = "MODSTASH_STORAGE")]
+    pub storage: Option<StorageUrl>,
+    /// Upstream proxies in GOPROXY syntax (`,` falls through on 404/410, `|` on any error; `off`)
+    /// [default: https://proxy.golang.org].
+    #[arg(long, env = "MODSTASH_UPSTREAM")]
+    pub upstream: Option<UpstreamSpec>,
+    /// How long upstream list/@latest answers are reused [default: 60s].
+    #[arg(long, env = "MODSTASH_LIST_TTL", value_parser = parse_duration)]
+    pub list_ttl: Option<Duration>,
+    /// How long upstream "not found" answers are remembered [default: 5s].
+    #[arg(long, env = "MODSTASH_NEGATIVE_TTL", value_parser = parse_duration)]
+    pub negative_ttl: Option<Duration>,
+    /// Timeout to connect to an upstream [default: 10s].
+    #[arg(long, env = "MODSTASH_UPSTREAM_CONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub upstream_connect_timeout: Option<Duration>,
+    /// Timeout for a whole upstream metadata answer (list, .info, .mod) [default: 60s].
+    #[arg(long, env = "MODSTASH_UPSTREAM_TIMEOUT", value_parser = parse_duration)]
+    pub upstream_timeout: Option<Duration>,
+    /// Longest pause inside an upstream body before it counts as stalled [default: 30s].
+    #[arg(long, env = "MODSTASH_UPSTREAM_READ_TIMEOUT", value_parser = parse_duration)]
+    pub upstream_read_timeout: Option<Duration>,
+    /// Upstream requests at once (serving stored modules never waits for these) [default: 64].
+    #[arg(long, env = "MODSTASH_UPSTREAM_CONCURRENCY")]
+    pub upstream_concurrency: Option<usize>,
+    /// Lease backend: memory [default: memory].
+    #[arg(long, env = "MODSTASH_LEASE")]
+    pub lease: Option<LeaseSpec>,
+    /// Lease time-to-live; renewed at a third of it [default: 30s].
+    #[arg(long, env = "MODSTASH_LEASE_TTL", value_parser = parse_duration)]
+    pub lease_ttl: Option<Duration>,
+    /// How long shutdown waits for in-flight requests [default: 30s].
+    #[arg(long, env = "MODSTASH_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+impl ServeArgs {
+    /// Layers flags/env over the file over the defaults, and validates the result.
+    pub fn resolve(&self, file: &FileSettings) -> Result<Settings, ConfigError> {
+        let d = Settings::default();
+        let dur = |flag: Option<Duration>, file: &Option<String>, name, default| match (flag, file)
+        {
+            (Some(v), _) => Ok(v),
+            (None, Some(s)) => parse_named_duration(name, s),
+            (None, None) => Ok(default),
+        };
+        let settings = Settings {
+            listen: match (self.listen, &file.listen) {
+                (Some(v), _) => v,
+                (None, Some(s)) => parse_named("listen", s)?,
+                (None, None) => d.listen,
+            },
+            storage: match (&self.storage, &file.storage) {
+                (Some(v), _) => v.clone(),
+                (None, Some(s)) => parse_named("storage", s)?,
+                (None, None) => d.storage,
+            },
+            upstream: match (&self.upstream, &file.upstream) {
+                (Some(v), _) => v.clone(),
+                (None, Some(s)) => parse_named("upstream", s)?,
+                (None, None) => d.upstream,
+            },
+            list_ttl: dur(self.list_ttl, &file.list_ttl, "list-ttl", d.list_ttl)?,
+            negative_ttl: dur(
+                self.negative_ttl,
+                &file.negative_ttl,
+                "negative-ttl",
+                d.negative_ttl,
+            )?,
+            upstream_connect_timeout: dur(
+                self.upstream_connect_timeout,
+                &file.upstream_connect_timeout,
+                "upstream-connect-timeout",
+                d.upstream_connect_timeout,
+            )?,
+            upstream_timeout: dur(
+                self.upstream_timeout,
+                &file.upstream_timeout,
+                "upstream-timeout",
+                d.upstream_timeout,
+            )?,
+            upstream_read_timeout: dur(
+                self.upstream_read_timeout,
+                &file.upstream_read_timeout,
+                "upstream-read-timeout",
+                d.upstream_read_timeout,
+            )?,
+            upstream_concurrency: self
+                .upstream_concurrency
+                .or(file.upstream_concurrency)
+                .unwrap_or(d.upstream_concurrency),
+            lease: match (&self.lease, &file.lease) {
+                (Some(v), _) => v.clone(),
+                (None, Some(s)) => parse_named("lease", s)?,
+                (None, None) => d.lease,
+            },
+            lease_ttl: dur(self.lease_ttl, &file.lease_ttl, "lease-ttl", d.lease_ttl)?,
+            shutdown_grace: dur(
+                self.shutdown_grace,
+                &file.shutdown_grace,
+                "shutdown-grace",
+                d.shutdown_grace,
+            )?,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+impl Cli {
+    /// Reads the config file this invocation names (or the default `modstash.toml`, if present).
+    pub fn file_settings(&self) -> Result<FileSettings, ConfigError> {
+        match &self.config {
+            Some(path) => FileSettings::load(path, true),
+            None => FileSettings::load(std::path::Path::new("modstash.toml"), false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let file: FileSettings =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nlist-ttl = \"5m\"\nupstream = \"off\"")
+                .unwrap();
+        let cli = Cli::try_parse_from(["modstash", "serve", "--list-ttl", "10s"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let s = args.resolve(&file).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.list_ttl, Duration::from_secs(10));
+        assert!(s.upstream.is_off());
+        assert_eq!(s.lease_ttl, Settings::default().lease_ttl);
+    }
+
+    #[test]
+    fn bad_file_values_name_the_setting() {
+        let file: FileSettings = toml::from_str("list-ttl = \"soon\"").unwrap();
+        let err = ServeArgs::default().resolve(&file).unwrap_err().to_string();
+        assert!(err.contains("list-ttl"), "{err}");
+        let file: FileSettings = toml::from_str("upstream = \"direct\"").unwrap();
+        let err = ServeArgs::default().resolve(&file).unwrap_err().to_string();
+        assert!(err.contains("direct"), "{err}");
+    }
+
+    #[test]
+    fn bad_flags_are_refused_by_the_parser() {
+        for args in [
+            ["modstash", "serve", "--listen", "nowhere"],
+            ["modstash", "serve", "--storage", "gs://x"],
+            ["modstash", "serve", "--lease-ttl", "ages"],
+            ["modstash", "serve", "--upstream", "ftp://x"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,15 +1,33 @@
 //! The HTTP face: axum routes, the one error-to-status mapping, streaming bodies.
 
+mod error;
+mod proxy;
+mod respond;
+
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
 
-use crate::config::Settings;
+pub use error::{HttpError, plain_text};
+
+use crate::config::{LeaseSpec, Settings};
+use crate::stash::Stasher;
+use crate::stash::lease::{Lease, MemoryLease};
+use crate::storage::Storage;
+use crate::upstream::UpstreamClient;
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Settings or storage could not be set up.
+    /// Settings, storage or upstream could not be set up.
     #[error("{0}")]
     Setup(String),
     /// The listener failed.
@@ -17,13 +35,112 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves the GOPROXY protocol on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The fetch-once front of storage and upstream.
+    pub stasher: Stasher,
+    /// Freshness of mutable answers.
+    pub list_ttl: Duration,
+}
+
+impl AppState {
+    /// Opens storage, the upstream client and the lease backend that `settings` name.
+    pub fn build(settings: &Settings) -> Result<AppState, ServeError> {
+        settings
+            .validate()
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        let storage =
+            Storage::open(&settings.storage).map_err(|e| ServeError::Setup(e.to_string()))?;
+        let upstream =
+            UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
+        let lease: Arc<dyn Lease> = match settings.lease {
+            LeaseSpec::Memory => Arc::new(MemoryLease::new()),
+        };
+        Ok(AppState {
+            stasher: Stasher::new(settings, storage, upstream, lease),
+            list_ttl: settings.list_ttl,
+        })
+    }
+}
+
+/// All routes: our own endpoints, and the GOPROXY protocol for every other path.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .fallback(proxy::handle)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // Hostile paths can be long: the span keeps a bounded prefix.
+                let path: String = request.uri().path().chars().take(256).collect();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %path,
+                    module = tracing::field::Empty,
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    plain_text(StatusCode::OK, "ok")
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    match app.stasher.storage().check().await {
+        Ok(()) => plain_text(StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: storage unreachable");
+            plain_text(StatusCode::SERVICE_UNAVAILABLE, "storage unreachable")
+        }
+    }
+}
+
+async fn version() -> Response {
+    axum::Json(serde_json::json!({
+        "name": "modstash",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// Serves the GOPROXY protocol on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish (for at most the configured grace period).
 pub async fn serve(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let _ = (listener, settings);
-    shutdown.await;
-    Err(ServeError::Setup("not implemented yet".into()))
+    let state = AppState::build(&settings)?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        storage = %settings.storage,
+        upstream = %settings.upstream,
+        "modstash serving"
+    );
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let grace = settings.shutdown_grace;
+    tokio::select! {
+        result = server => result.map_err(ServeError::from),
+        () = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "grace period over; dropping remaining connections");
+            Ok(())
+        }
+    }
 }

@@ -1,1 +1,394 @@
-//! stash
+//! Fetch once: the [`Stasher`] answers every protocol question from storage, and on a miss fetches
+//! from upstream through a single flight (one leader per key in this process) under a lease (one
+//! leader per key across the fleet), commits, and merges the version into `@v/list`.
+
+mod error;
+pub mod fetch;
+pub mod flight;
+pub mod lease;
+pub mod merge;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use moka::future::Cache;
+
+pub use error::StashError;
+use flight::Flight;
+use lease::{Lease, LeaseError, LeaseGuard};
+use merge::ListMerger;
+
+use crate::config::Settings;
+use crate::module::{ModulePath, ModuleVersion, Version, VersionQuery, ZipLimits};
+use crate::storage::{Storage, VersionFile};
+use crate::upstream::{UpstreamClient, UpstreamError};
+
+/// Results shared between the callers of one flight or cache entry.
+pub type StashResult<T> = Result<T, Arc<StashError>>;
+
+/// An upstream answer worth caching: found, or a definite "not there".
+#[derive(Debug, Clone)]
+enum Answer<T> {
+    Found(T),
+    Missing(String),
+}
+
+/// Turns an upstream result into a cacheable answer; transport failures stay errors (not cached).
+fn answer<T>(r: Result<T, UpstreamError>) -> Result<Answer<T>, StashError> {
+    match r {
+        Ok(v) => Ok(Answer::Found(v)),
+        Err(e) if e.is_not_found() => Ok(Answer::Missing(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fetch-once front of storage and upstream.
+#[derive(Clone)]
+pub struct Stasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    upstream: UpstreamClient,
+    lease: Arc<dyn Lease>,
+    lease_ttl: Duration,
+    flight: Flight<ModuleVersion, StashResult<()>>,
+    merger: ListMerger,
+    spool_dir: PathBuf,
+    limits: ZipLimits,
+    /// Versions known to be committed: immutable, so never stale.
+    committed: Cache<ModuleVersion, ()>,
+    /// Versions upstream recently said do not exist.
+    missing: Cache<ModuleVersion, Arc<str>>,
+    lists: Cache<ModulePath, Answer<Vec<Version>>>,
+    latest: Cache<ModulePath, Answer<Bytes>>,
+    queries: Cache<(ModulePath, VersionQuery), Answer<ModuleVersion>>,
+}
+
+impl Stasher {
+    /// Builds the stasher over opened storage, an upstream client and a lease backend.
+    pub fn new(
+        settings: &Settings,
+        storage: Storage,
+        upstream: UpstreamClient,
+        lease: Arc<dyn Lease>,
+    ) -> Stasher {
+        Stasher {
+            inner: Arc::new(Inner {
+                merger: ListMerger::new(storage.clone()),
+                storage,
+                upstream,
+                lease,
+                lease_ttl: settings.lease_ttl,
+                flight: Flight::default(),
+                spool_dir: std::env::temp_dir(),
+                limits: ZipLimits::default(),
+                committed: Cache::builder().max_capacity(1_000_000).build(),
+                missing: short_lived(settings.negative_ttl, 100_000),
+                lists: short_lived(settings.list_ttl, 100_000),
+                latest: short_lived(settings.list_ttl, 100_000),
+                queries: short_lived(settings.list_ttl, 100_000),
+            }),
+        }
+    }
+
+    /// The storage behind the stasher.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// The lease backend.
+    pub fn lease(&self) -> &Arc<dyn Lease> {
+        &self.inner.lease
+    }
+
+    /// Makes sure `mv` is committed in storage, fetching it once if needed.
+    pub async fn ensure(&self, mv: &ModuleVersion) -> StashResult<()> {
+        let inner = &self.inner;
+        if inner.committed.contains_key(mv) {
+            return Ok(());
+        }
+        if let Some(reason) = inner.missing.get(mv).await {
+            return Err(Arc::new(StashError::NotFound(reason.to_string())));
+        }
+        if inner.storage.is_committed(mv).await.map_err(err)? {
+            inner.committed.insert(mv.clone(), ()).await;
+            return Ok(());
+        }
+        if inner.upstream.is_off() {
+            return Err(Arc::new(StashError::NotFound(format!(
+                "not found: {mv}: not in storage and upstream is off"
+            ))));
+        }
+        let span = tracing::info_span!("fetch", module_version = %mv);
+        let this = self.clone();
+        let key = mv.clone();
+        let (leader, result) = inner
+            .flight
+            .run(
+                mv.clone(),
+                span,
+                move || async move { this.lead(&key).await },
+            )
+            .await;
+        tracing::debug!(leader, "flight finished");
+        let result = result.map_err(|_| Arc::new(StashError::Aborted))?;
+        if let Err(e) = &result
+            && let StashError::NotFound(reason) = e.as_ref()
+        {
+            inner
+                .missing
+                .insert(mv.clone(), reason.as_str().into())
+                .await;
+        }
+        result
+    }
+
+    /// The flight leader: takes the fleet-wide lease, fetches, commits, lists.
+    async fn lead(&self, mv: &ModuleVersion) -> StashResult<()> {
+        let inner = &self.inner;
+        let key = format!("fetch/{}@{}", mv.path().escaped(), mv.version().escaped());
+        let mut backoff = Duration::from_millis(20);
+        let guard = loop {
+            if inner.storage.is_committed(mv).await.map_err(err)? {
+                inner.committed.insert(mv.clone(), ()).await;
+                return Ok(());
+            }
+            match inner.lease.try_acquire(&key, inner.lease_ttl).await {
+                Ok(Some(guard)) => break guard,
+                Ok(None) => {
+                    // Held elsewhere: wait for its commit (re-checked above) or its expiry.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
+        let result = self.fetch_under_lease(mv, guard).await;
+        if result.is_ok() {
+            inner.committed.insert(mv.clone(), ()).await;
+            if !mv.version().is_pseudo()
+                && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await
+            {
+                // The version is committed and served; only the list lags (verify --repair fixes it).
+                tracing::warn!(error = %e, "committed, but @v/list could not be updated");
+            }
+        }
+        result
+    }
+
+    async fn fetch_under_lease(
+        &self,
+        mv: &ModuleVersion,
+        mut guard: Box<dyn LeaseGuard>,
+    ) -> StashResult<()> {
+        let inner = &self.inner;
+        let work = async {
+            // Another holder may have committed between our check and our acquire.
+            if inner.storage.is_committed(mv).await? {
+                return Ok(());
+            }
+            let (staged, _spool) =
+                fetch::fetch_version(&inner.upstream, mv, &inner.spool_dir, &inner.limits)
+                    .await
+                    .map_err(not_found_reason)?;
+            inner.storage.commit(&staged).await?;
+            tracing::info!("stashed");
+            Ok::<(), StashError>(())
+        };
+        let result = tokio::select! {
+            r = work => r,
+            lost = renew_until_lost(guard.as_mut(), inner.lease_ttl) => Err(lost.into()),
+        };
+        if let Err(e) = guard.release().await {
+            tracing::warn!(error = %e, "lease release failed; it will expire");
+        }
+        result.map_err(Arc::new)
+    }
+
+    /// `@v/list`: upstream's tagged versions (cached briefly) merged with the stored ones;
+    /// from storage alone when upstream fails.
+    #[tracing::instrument(skip_all, fields(module = %path))]
+    pub async fn list(&self, path: &ModulePath) -> StashResult<Vec<Version>> {
+        let inner = &self.inner;
+        let upstream = if inner.upstream.is_off() {
+            None
+        } else {
+            let client = inner.upstream.clone();
+            let p = path.clone();
+            Some(
+                inner
+                    .lists
+                    .try_get_with(path.clone(), async move { answer(client.list(&p).await) })
+                    .await,
+            )
+        };
+        let stored = inner.storage.read_list(path).await.map_err(err)?.versions;
+        let mut versions = match upstream {
+            Some(Ok(Answer::Found(mut from_upstream))) => {
+                from_upstream.extend(stored);
+                from_upstream
+            }
+            Some(Ok(Answer::Missing(reason))) if stored.is_empty() => {
+                return Err(Arc::new(StashError::NotFound(reason)));
+            }
+            Some(Err(e)) if stored.is_empty() => return Err(e),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "upstream list failed; answering from storage");
+                stored
+            }
+            None if stored.is_empty() => {
+                return Err(Arc::new(StashError::NotFound(format!(
+                    "not found: {path}: no versions in storage and upstream is off"
+                ))));
+            }
+            Some(Ok(Answer::Missing(_))) | None => stored,
+        };
+        versions.sort();
+        versions.dedup();
+        Ok(versions)
+    }
+
+    /// `@latest`: upstream's answer (cached briefly), or the highest stored version when upstream fails.
+    #[tracing::instrument(skip_all, fields(module = %path))]
+    pub async fn latest(&self, path: &ModulePath) -> StashResult<Bytes> {
+        let inner = &self.inner;
+        let upstream = if inner.upstream.is_off() {
+            Err(Arc::new(StashError::NotFound(format!(
+                "not found: {path}: upstream is off"
+            ))))
+        } else {
+            let client = inner.upstream.clone();
+            let p = path.clone();
+            inner
+                .latest
+                .try_get_with(path.clone(), async move {
+                    let found = answer(client.latest(&p).await)?;
+                    if let Answer::Found(bytes) = &found {
+                        fetch::parse_info(bytes)?;
+                    }
+                    Ok(found)
+                })
+                .await
+        };
+        let failure = match upstream {
+            Ok(Answer::Found(bytes)) => return Ok(bytes),
+            Ok(Answer::Missing(reason)) => Arc::new(StashError::NotFound(reason)),
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream @latest failed; answering from storage");
+                e
+            }
+        };
+        match self.latest_stored(path).await.map_err(err)? {
+            Some(info) => Ok(info),
+            None => Err(failure),
+        }
+    }
+
+    /// The `.info` of the highest stored version: releases before pre-releases before pseudo-versions.
+    async fn latest_stored(
+        &self,
+        path: &ModulePath,
+    ) -> Result<Option<Bytes>, crate::storage::StorageError> {
+        let storage = &self.inner.storage;
+        let mut candidates = storage.read_list(path).await?.versions;
+        if candidates.is_empty() {
+            candidates = storage.committed_versions(path).await?;
+        }
+        let best = candidates
+            .iter()
+            .filter(|v| !v.is_prerelease())
+            .max()
+            .or_else(|| candidates.iter().filter(|v| !v.is_pseudo()).max())
+            .or_else(|| candidates.iter().max());
+        let Some(version) = best else {
+            return Ok(None);
+        };
+        let Ok(mv) = ModuleVersion::new(path.clone(), version.clone()) else {
+            return Ok(None);
+        };
+        storage.read_version_file(&mv, VersionFile::Info).await
+    }
+
+    /// Resolves a non-canonical query (branch, commit, `v1.2`) upstream and stashes the canonical version.
+    #[tracing::instrument(skip_all, fields(module = %path, query = %query.as_str()))]
+    pub async fn resolve(
+        &self,
+        path: &ModulePath,
+        query: &VersionQuery,
+    ) -> StashResult<ModuleVersion> {
+        let inner = &self.inner;
+        if inner.upstream.is_off() {
+            return Err(Arc::new(StashError::NotFound(format!(
+                "not found: {path}@{}: queries need an upstream",
+                query.as_str()
+            ))));
+        }
+        let client = inner.upstream.clone();
+        let (p, q) = (path.clone(), query.clone());
+        let resolved = inner
+            .queries
+            .try_get_with((path.clone(), query.clone()), async move {
+                let found = answer(client.query_info(&p, &q).await)?;
+                Ok::<_, StashError>(match found {
+                    Answer::Found(bytes) => {
+                        let info = fetch::parse_info(&bytes)?;
+                        let version = Version::parse(&info.version).map_err(|e| {
+                            StashError::InvalidUpstream(format!(
+                                "{p}@{}: resolved to a non-canonical version: {e}",
+                                q.as_str()
+                            ))
+                        })?;
+                        let mv = ModuleVersion::new(p, version)
+                            .map_err(|e| StashError::InvalidUpstream(e.to_string()))?;
+                        Answer::Found(mv)
+                    }
+                    Answer::Missing(reason) => Answer::Missing(reason),
+                })
+            })
+            .await?;
+        match resolved {
+            Answer::Found(mv) => {
+                self.ensure(&mv).await?;
+                Ok(mv)
+            }
+            Answer::Missing(reason) => Err(Arc::new(StashError::NotFound(reason))),
+        }
+    }
+}
+
+fn short_lived<K, V>(ttl: Duration, capacity: u64) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(ttl.max(Duration::from_millis(1)))
+        .build()
+}
+
+async fn renew_until_lost(guard: &mut dyn LeaseGuard, ttl: Duration) -> LeaseError {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        if let Err(e) = guard.renew().await {
+            tracing::warn!(error = %e, key = guard.key(), "lease lost; abandoning the fetch");
+            return e;
+        }
+    }
+}
+
+/// An upstream "not found" for any of the three files means the version does not exist.
+fn not_found_reason(e: StashError) -> StashError {
+    match e {
+        StashError::Upstream(u) if u.is_not_found() => StashError::NotFound(u.to_string()),
+        other => other,
+    }
+}
+
+fn err(e: impl Into<StashError>) -> Arc<StashError> {
+    Arc::new(e.into())
+}

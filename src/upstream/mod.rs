@@ -1,5 +1,9 @@
 //! Where modules come from: the GOPROXY client chain.
 
+mod client;
+mod error;
 mod spec;
 
+pub use client::{MAX_GO_MOD, UpstreamClient, ZipBody};
+pub use error::UpstreamError;
 pub use spec::{Fallthrough, ProxyEntry, UpstreamSpec};

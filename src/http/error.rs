@@ -1,0 +1,138 @@
+//! The one mapping from errors to HTTP statuses.
+//!
+//! The go command treats only 200 as success, falls through to the next GOPROXY entry on 404/410
+//! and aborts on anything else. So whatever we do not have or cannot resolve, including malformed
+//! paths, is 404 with a one-line plain-text reason; 5xx is only for our own or upstream failure.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::module::ModuleError;
+use crate::stash::StashError;
+use crate::stash::lease::LeaseError;
+use crate::storage::StorageError;
+use crate::upstream::UpstreamError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The path is not a valid GOPROXY request.
+    #[error("not found: {0}")]
+    BadPath(#[from] ModuleError),
+    /// The stasher failed.
+    #[error(transparent)]
+    Stash(#[from] Arc<StashError>),
+    /// Reading storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A committed version is missing one of its files.
+    #[error("stored {0} is incomplete")]
+    Incomplete(String),
+    /// The requested byte range is outside the file.
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable(u64),
+    /// The method is not GET or HEAD.
+    #[error("method not allowed: only GET and HEAD")]
+    MethodNotAllowed,
+}
+
+impl HttpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpError::BadPath(_) => StatusCode::NOT_FOUND,
+            HttpError::Stash(e) => stash_status(e),
+            HttpError::Storage(e) => storage_status(e),
+            HttpError::Incomplete(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HttpError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The body shown to the client: specific for 4xx and upstream failures (the go command prints
+    /// it), generic for our own failures, whose details go to the log once.
+    fn public_message(&self) -> String {
+        match self {
+            HttpError::Stash(e) => match e.as_ref() {
+                StashError::Storage(_) => "storage unavailable".into(),
+                StashError::Lease(_) => "lease backend unavailable".into(),
+                StashError::Aborted => "internal error".into(),
+                StashError::NotFound(_)
+                | StashError::Upstream(_)
+                | StashError::InvalidUpstream(_) => self.to_string(),
+            },
+            HttpError::Storage(_) | HttpError::Incomplete(_) => "storage unavailable".into(),
+            HttpError::BadPath(_)
+            | HttpError::RangeNotSatisfiable(_)
+            | HttpError::MethodNotAllowed => self.to_string(),
+        }
+    }
+}
+
+fn stash_status(e: &StashError) -> StatusCode {
+    match e {
+        StashError::NotFound(_) => StatusCode::NOT_FOUND,
+        StashError::Upstream(u) => upstream_status(u),
+        StashError::InvalidUpstream(_) => StatusCode::BAD_GATEWAY,
+        StashError::Storage(s) => storage_status(s),
+        StashError::Lease(LeaseError::Lost(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        StashError::Lease(LeaseError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        StashError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn upstream_status(e: &UpstreamError) -> StatusCode {
+    match e {
+        UpstreamError::NotFound(_) | UpstreamError::Off => StatusCode::NOT_FOUND,
+        UpstreamError::Transport { timeout: true, .. } => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamError::Transport { timeout: false, .. }
+        | UpstreamError::Status { .. }
+        | UpstreamError::TooLarge { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn storage_status(e: &StorageError) -> StatusCode {
+    match e {
+        StorageError::Backend(_) | StorageError::Io(_) | StorageError::Open { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        StorageError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
+        }
+        let mut response = plain_text(status, &self.public_message());
+        if let HttpError::RangeNotSatisfiable(size) = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        response
+    }
+}
+
+/// A one-line `text/plain` answer (the go command shows up to 8 lines of such bodies).
+pub fn plain_text(status: StatusCode, message: &str) -> Response {
+    let line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("{line}\n"),
+    )
+        .into_response()
+}

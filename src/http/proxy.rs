@@ -1,0 +1,134 @@
+//! The GOPROXY endpoints: parse the path, ask the stasher, answer from storage.
+
+use std::ops::Range;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::AppState;
+use super::error::HttpError;
+use super::respond::{
+    Conditions, Freshness, RangeSource, bytes_response, content_type, etag_of, stream_response,
+};
+use crate::module::{ModulePath, ModuleVersion, ProxyRequest, VersionRef, parse_proxy_path};
+use crate::storage::{Storage, VersionFile, layout};
+
+/// Every path that is not one of our own endpoints is a GOPROXY request.
+pub async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HttpError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let request = parse_proxy_path(uri.path())?;
+    tracing::Span::current().record("module", tracing::field::display(module_of(&request)));
+    let cond = Conditions {
+        method: &method,
+        headers: &headers,
+    };
+    let short = Freshness::Short(app.list_ttl);
+    match request {
+        ProxyRequest::List(path) => {
+            let versions = app.stasher.list(&path).await?;
+            let body: String = versions.iter().map(|v| format!("{v}\n")).collect();
+            bytes_response(&cond, Bytes::from(body), content_type::TEXT, short, None)
+        }
+        ProxyRequest::Latest(path) => {
+            let info = app.stasher.latest(&path).await?;
+            bytes_response(&cond, info, content_type::JSON, short, None)
+        }
+        ProxyRequest::Info(path, VersionRef::Canonical(version)) => {
+            let mv = ModuleVersion::new(path, version)?;
+            stored_small(&app, &cond, &mv, VersionFile::Info, Freshness::Immutable).await
+        }
+        ProxyRequest::Info(path, VersionRef::Query(query)) => {
+            let mv = app.stasher.resolve(&path, &query).await?;
+            stored_small(&app, &cond, &mv, VersionFile::Info, short).await
+        }
+        ProxyRequest::Mod(mv) => {
+            stored_small(&app, &cond, &mv, VersionFile::Mod, Freshness::Immutable).await
+        }
+        ProxyRequest::Zip(mv) => stored_zip(&app, &cond, &mv).await,
+    }
+}
+
+fn module_of(request: &ProxyRequest) -> &ModulePath {
+    match request {
+        ProxyRequest::List(p) | ProxyRequest::Latest(p) | ProxyRequest::Info(p, _) => p,
+        ProxyRequest::Mod(mv) | ProxyRequest::Zip(mv) => mv.path(),
+    }
+}
+
+async fn stored_small(
+    app: &AppState,
+    cond: &Conditions<'_>,
+    mv: &ModuleVersion,
+    file: VersionFile,
+    freshness: Freshness,
+) -> Result<Response, HttpError> {
+    app.stasher.ensure(mv).await?;
+    let bytes = app
+        .stasher
+        .storage()
+        .read_version_file(mv, file)
+        .await?
+        .ok_or_else(|| HttpError::Incomplete(format!("{mv}.{}", file.extension())))?;
+    let (content_type, etag) = match file {
+        VersionFile::Info => (content_type::JSON, None),
+        _ => (content_type::TEXT, Some(immutable_etag(mv, file))),
+    };
+    bytes_response(cond, bytes, content_type, freshness, etag)
+}
+
+async fn stored_zip(
+    app: &AppState,
+    cond: &Conditions<'_>,
+    mv: &ModuleVersion,
+) -> Result<Response, HttpError> {
+    app.stasher.ensure(mv).await?;
+    let storage = app.stasher.storage();
+    let key = layout::version_key(mv, VersionFile::Zip);
+    let meta = storage
+        .head(&key)
+        .await?
+        .ok_or_else(|| HttpError::Incomplete(format!("{mv}.zip")))?;
+    let source = StoredObject {
+        storage: storage.clone(),
+        key,
+    };
+    stream_response(
+        cond,
+        meta.size,
+        source,
+        content_type::ZIP,
+        Freshness::Immutable,
+        immutable_etag(mv, VersionFile::Zip),
+    )
+    .await
+}
+
+/// A canonical version's file never changes, so its name is a stable validator on every replica.
+fn immutable_etag(mv: &ModuleVersion, file: VersionFile) -> String {
+    etag_of(format!("{mv}.{}", file.extension()).as_bytes())
+}
+
+struct StoredObject {
+    storage: Storage,
+    key: object_store::path::Path,
+}
+
+impl RangeSource for StoredObject {
+    async fn body(self, range: Range<u64>) -> Result<Body, HttpError> {
+        let stream = self.storage.stream_range(&self.key, range).await?;
+        Ok(Body::from_stream(stream.map(|chunk| {
+            chunk.inspect_err(|e| tracing::error!(error = %e, "stored zip read failed mid-stream"))
+        })))
+    }
+}

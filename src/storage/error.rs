@@ -1,0 +1,28 @@
+//! Errors of the storage layer.
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend (filesystem, S3, ...) failed.
+    #[error("storage backend: {0}")]
+    Backend(#[from] object_store::Error),
+    /// Local spool or file I/O failed.
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored object is not what the commit protocol promises.
+    #[error("stored object {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The storage URL cannot be opened.
+    #[error("cannot open storage {url}: {reason}")]
+    Open {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,296 @@
+//! The GOPROXY HTTP client: walks the upstream chain with the go command's fallthrough rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use url::Url;
+
+use super::error::UpstreamError;
+use super::spec::{Fallthrough, ProxyEntry, UpstreamSpec};
+use crate::config::Settings;
+use crate::module::{ModulePath, ModuleVersion, Version, VersionQuery};
+
+/// Largest `.info`/`@latest` answer accepted.
+const MAX_INFO: u64 = 1 << 20;
+/// Largest `@v/list` answer accepted.
+const MAX_LIST: u64 = 16 << 20;
+/// Largest go.mod accepted (golang.org/x/mod/zip's limit).
+pub const MAX_GO_MOD: u64 = 16 << 20;
+/// Longest not-found reason passed on to clients.
+const MAX_REASON: usize = 300;
+
+/// A zip body streaming from upstream; holds an upstream-concurrency permit until dropped.
+pub struct ZipBody {
+    /// The bytes as they arrive.
+    pub stream: BoxStream<'static, Result<Bytes, UpstreamError>>,
+    /// `Content-Length`, when upstream sent one.
+    pub content_length: Option<u64>,
+    /// The URL the zip came from (redacted), for logs.
+    pub url: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Client for the configured upstream chain.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    spec: UpstreamSpec,
+    http: reqwest::Client,
+    permits: Arc<Semaphore>,
+    metadata_timeout: Duration,
+}
+
+impl UpstreamClient {
+    /// Builds the client: bounded pool, timeouts, and a user agent naming modstash.
+    pub fn new(settings: &Settings) -> Result<UpstreamClient, UpstreamError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("modstash/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.upstream_connect_timeout)
+            .read_timeout(settings.upstream_read_timeout)
+            .pool_max_idle_per_host(settings.upstream_concurrency)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| UpstreamError::Transport {
+                url: String::new(),
+                message: format!("cannot build HTTP client: {e}"),
+                timeout: false,
+            })?;
+        Ok(UpstreamClient {
+            spec: settings.upstream.clone(),
+            http,
+            permits: Arc::new(Semaphore::new(settings.upstream_concurrency)),
+            metadata_timeout: settings.upstream_timeout,
+        })
+    }
+
+    /// True when no upstream is configured.
+    pub fn is_off(&self) -> bool {
+        self.spec.is_off()
+    }
+
+    /// `@v/list`: canonical tagged versions (pseudo-versions and junk lines dropped).
+    #[tracing::instrument(skip_all, fields(module = %path))]
+    pub async fn list(&self, path: &ModulePath) -> Result<Vec<Version>, UpstreamError> {
+        let body = self
+            .get_small(&format!("{}/@v/list", path.escaped()), MAX_LIST)
+            .await?;
+        let mut versions: Vec<Version> = crate::storage::parse_list(&body)
+            .into_iter()
+            .filter(|v| !v.is_pseudo())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        Ok(versions)
+    }
+
+    /// `@latest`: the `.info` JSON of the latest version.
+    #[tracing::instrument(skip_all, fields(module = %path))]
+    pub async fn latest(&self, path: &ModulePath) -> Result<Bytes, UpstreamError> {
+        self.get_small(&format!("{}/@latest", path.escaped()), MAX_INFO)
+            .await
+    }
+
+    /// `.info` of a canonical version.
+    #[tracing::instrument(skip_all, fields(module_version = %mv))]
+    pub async fn info(&self, mv: &ModuleVersion) -> Result<Bytes, UpstreamError> {
+        self.get_small(
+            &version_url(mv.path(), &mv.version().escaped(), "info"),
+            MAX_INFO,
+        )
+        .await
+    }
+
+    /// `.info` of a non-canonical query (branch, commit, `v1.2`): names the canonical version.
+    #[tracing::instrument(skip_all, fields(module = %path, query = %query.as_str()))]
+    pub async fn query_info(
+        &self,
+        path: &ModulePath,
+        query: &VersionQuery,
+    ) -> Result<Bytes, UpstreamError> {
+        // The go command path-escapes a query, so a branch like `feature/x` is one URL segment.
+        let escaped = query.escaped().replace('/', "%2F");
+        self.get_small(&version_url(path, &escaped, "info"), MAX_INFO)
+            .await
+    }
+
+    /// `.mod` of a canonical version.
+    #[tracing::instrument(skip_all, fields(module_version = %mv))]
+    pub async fn go_mod(&self, mv: &ModuleVersion) -> Result<Bytes, UpstreamError> {
+        self.get_small(
+            &version_url(mv.path(), &mv.version().escaped(), "mod"),
+            MAX_GO_MOD,
+        )
+        .await
+    }
+
+    /// `.zip` of a canonical version, as a stream.
+    #[tracing::instrument(skip_all, fields(module_version = %mv))]
+    pub async fn zip(&self, mv: &ModuleVersion) -> Result<ZipBody, UpstreamError> {
+        let rel = version_url(mv.path(), &mv.version().escaped(), "zip");
+        let (response, url, permit) = self.get(&rel, None).await?;
+        let content_length = response.content_length();
+        let stream_url = url.clone();
+        let stream = response
+            .bytes_stream()
+            .map_err(move |e| transport_error(&stream_url, &e))
+            .boxed();
+        Ok(ZipBody {
+            stream,
+            content_length,
+            url,
+            _permit: permit,
+        })
+    }
+
+    async fn get_small(&self, rel: &str, limit: u64) -> Result<Bytes, UpstreamError> {
+        let (mut response, url, _permit) = self.get(rel, Some(self.metadata_timeout)).await?;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(UpstreamError::TooLarge { url, limit });
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(&url, &e))?
+        {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(UpstreamError::TooLarge { url, limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    /// GETs `rel` from the first upstream that has it, following GOPROXY fallthrough rules:
+    /// after `,` only a 404/410 moves on, after `|` any error does.
+    async fn get(
+        &self,
+        rel: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::Response, String, OwnedSemaphorePermit), UpstreamError> {
+        let mut last = UpstreamError::Off;
+        for entry in self.spec.entries() {
+            match self.get_one(entry, rel, timeout).await {
+                Ok(ok) => return Ok(ok),
+                Err(e) => {
+                    let fall = e.is_not_found() || entry.fallthrough == Fallthrough::OnAnyError;
+                    tracing::debug!(error = %e, fall, "upstream miss");
+                    last = e;
+                    if !fall {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn get_one(
+        &self,
+        entry: &ProxyEntry,
+        rel: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::Response, String, OwnedSemaphorePermit), UpstreamError> {
+        let url = join(&entry.url, rel);
+        let shown = redact(&url);
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| UpstreamError::Transport {
+                url: shown.clone(),
+                message: "shutting down".into(),
+                timeout: false,
+            })?;
+        let mut request = self.http.get(url);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&shown, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok((response, shown, permit));
+        }
+        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+            // The go command shows this reason to the user; keep it short and single-line, and
+            // take it only from plain text (an HTML error page's first line says nothing).
+            let plain = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("text/plain"));
+            let text = if plain {
+                response.text().await.unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let reason = first_line(&text);
+            return Err(UpstreamError::NotFound(if reason.is_empty() {
+                format!("not found: {shown} answered {}", status.as_u16())
+            } else {
+                reason
+            }));
+        }
+        Err(UpstreamError::Status {
+            url: shown,
+            status: status.as_u16(),
+        })
+    }
+}
+
+fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {
+    format!("{}/@v/{escaped_version}.{ext}", path.escaped())
+}
+
+fn join(base: &Url, rel: &str) -> String {
+    format!("{}/{rel}", base.as_str().trim_end_matches('/'))
+}
+
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(MAX_REASON).collect()
+}
+
+fn transport_error(url: &str, e: &reqwest::Error) -> UpstreamError {
+    // reqwest's Display may include the URL with credentials; build our own message.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else if e.is_redirect() {
+        "too many redirects"
+    } else {
+        "request failed"
+    };
+    let detail = std::error::Error::source(e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    UpstreamError::Transport {
+        url: url.to_owned(),
+        message: format!("{kind}{detail}"),
+        timeout: e.is_timeout(),
+    }
+}
