@@ -94,6 +94,15 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests [default: 30s].
     #[arg(long, env = "MODSTASH_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Bytes of small files (.info, .mod) kept in memory [default: 67108864].
+    #[arg(long, env = "MODSTASH_MEMORY_CACHE_BYTES")]
+    pub memory_cache_bytes: Option<u64>,
+    /// Bytes per range request when streaming zips from remote storage [default: 8388608].
+    #[arg(long, env = "MODSTASH_STORAGE_READ_CHUNK")]
+    pub storage_read_chunk: Option<u64>,
+    /// Range requests in flight per zip download from remote storage [default: 4].
+    #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
+    pub storage_read_window: Option<usize>,
 }
 
 impl ServeArgs {
@@ -163,6 +172,18 @@ impl ServeArgs {
                 "shutdown-grace",
                 d.shutdown_grace,
             )?,
+            memory_cache_bytes: self
+                .memory_cache_bytes
+                .or(file.memory_cache_bytes)
+                .unwrap_or(d.memory_cache_bytes),
+            storage_read_chunk: self
+                .storage_read_chunk
+                .or(file.storage_read_chunk)
+                .unwrap_or(d.storage_read_chunk),
+            storage_read_window: self
+                .storage_read_window
+                .or(file.storage_read_window)
+                .unwrap_or(d.storage_read_window),
         };
         settings.validate()?;
         Ok(settings)

@@ -21,7 +21,7 @@ pub use error::{HttpError, plain_text};
 use crate::config::{LeaseSpec, Settings};
 use crate::stash::Stasher;
 use crate::stash::lease::{Lease, MemoryLease};
-use crate::storage::Storage;
+use crate::storage::{RangeReadOptions, Storage};
 use crate::upstream::UpstreamClient;
 
 /// Errors that stop the server from starting or running.
@@ -50,8 +50,12 @@ impl AppState {
         settings
             .validate()
             .map_err(|e| ServeError::Setup(e.to_string()))?;
-        let storage =
-            Storage::open(&settings.storage).map_err(|e| ServeError::Setup(e.to_string()))?;
+        let storage = Storage::open(&settings.storage)
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .with_range_reads(RangeReadOptions {
+                chunk_size: settings.storage_read_chunk,
+                window: settings.storage_read_window,
+            });
         let upstream =
             UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
         let lease: Arc<dyn Lease> = match settings.lease {
