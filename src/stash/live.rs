@@ -140,3 +140,68 @@ pub fn follow(live: Arc<LiveZip>) -> BoxStream<'static, Result<Bytes, std::io::E
     })
     .boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn live_zip() -> (Arc<LiveZip>, std::fs::File, watch::Sender<SpoolState>) {
+        let (file, path) = tempfile::NamedTempFile::new().unwrap().into_parts();
+        let (tx, rx) = watch::channel(SpoolState::default());
+        let live = Arc::new(LiveZip {
+            file: Arc::new(path),
+            content_length: None,
+            state: rx,
+        });
+        (live, file, tx)
+    }
+
+    #[tokio::test]
+    async fn follower_gets_bytes_as_written_but_the_last_only_after_acceptance() {
+        let (live, mut file, tx) = live_zip();
+        let mut stream = follow(live);
+        file.write_all(b"hello").unwrap();
+        tx.send_modify(|s| s.written = 5);
+        // Four bytes may go before the verdict.
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"hell")
+        );
+        file.write_all(b" world").unwrap();
+        tx.send_modify(|s| s.written = 11);
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"o worl")
+        );
+        tx.send_modify(|s| s.verdict = Some(true));
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Bytes::from_static(b"d")
+        );
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_or_abandoned_zip_aborts_the_follower_before_its_last_byte() {
+        for refuse_explicitly in [true, false] {
+            let (live, mut file, tx) = live_zip();
+            let mut stream = follow(live);
+            file.write_all(b"bad zip").unwrap();
+            tx.send_modify(|s| s.written = 7);
+            let mut got = Vec::new();
+            got.extend_from_slice(&stream.next().await.unwrap().unwrap());
+            if refuse_explicitly {
+                tx.send_modify(|s| s.verdict = Some(false));
+            } else {
+                drop(tx);
+            }
+            assert!(stream.next().await.unwrap().is_err());
+            assert!(stream.next().await.is_none());
+            assert_eq!(
+                got, b"bad zi",
+                "the complete bad zip must never be delivered"
+            );
+        }
+    }
+}
