@@ -54,6 +54,7 @@ fn the_required_modules_are_there() {
     let tree = FixtureTree::shared();
     let hello = tree.module("example.com/hello");
     assert_eq!(hello.list, ["v1.0.0", "v1.1.0", "v1.2.0"]);
+    assert_eq!(hello.versions, hello.list, "every hello version is tagged");
     assert_eq!(hello.latest.as_deref(), Some("v1.2.0"));
     assert_eq!(hello.retracted, ["v1.0.0"]);
     assert_eq!(
@@ -73,6 +74,7 @@ fn the_required_modules_are_there() {
 
     let branchy = tree.module("example.com/branchy");
     assert!(branchy.list.is_empty(), "branchy has no tags");
+    assert_eq!(branchy.versions, [BRANCHY_PSEUDO], "but it has content");
     assert_eq!(branchy.latest.as_deref(), Some(BRANCHY_PSEUDO));
     assert_eq!(
         branchy.queries.get("main").map(String::as_str),
@@ -108,14 +110,23 @@ fn zips_hold_exactly_the_sources_under_the_module_prefix() {
         let prefix = format!("{}@{}/", v.module, v.version);
         for name in &names {
             assert!(name.starts_with(&prefix), "{}: entry {name}", v.target());
-            assert!(!name.ends_with('/'), "{}: directory entry {name}", v.target());
+            assert!(
+                !name.ends_with('/'),
+                "{}: directory entry {name}",
+                v.target()
+            );
         }
         let go_mod_entry = entries
             .iter()
             .find(|(n, _)| *n == format!("{prefix}go.mod"));
         assert_eq!(go_mod_entry.is_some(), v.has_go_mod_file, "{}", v.target());
         if let Some((_, content)) = go_mod_entry {
-            assert_eq!(content, &v.go_mod, "{}: .mod is the zip's go.mod", v.target());
+            assert_eq!(
+                content,
+                &v.go_mod,
+                "{}: .mod is the zip's go.mod",
+                v.target()
+            );
         }
         let rehashed = hash1(entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
         assert_eq!(rehashed, v.h1, "{}: h1 of the zip as read back", v.target());
@@ -124,7 +135,12 @@ fn zips_hold_exactly_the_sources_under_the_module_prefix() {
             .by_index(0)
             .expect("entry")
             .compression();
-        assert_eq!(compressed, zip::CompressionMethod::Deflated, "{}", v.target());
+        assert_eq!(
+            compressed,
+            zip::CompressionMethod::Deflated,
+            "{}",
+            v.target()
+        );
     }
 }
 
@@ -135,7 +151,11 @@ fn the_tree_is_deterministic() {
     let again = FixtureTree::build_into(dir.path());
     for (a, b) in shared.versions().iter().zip(again.versions()) {
         assert_eq!(a.target(), b.target());
-        assert!(a.zip == b.zip, "{}: zip bytes differ between builds", a.target());
+        assert!(
+            a.zip == b.zip,
+            "{}: zip bytes differ between builds",
+            a.target()
+        );
         assert_eq!(a.h1, b.h1);
     }
     assert_eq!(
@@ -187,7 +207,10 @@ fn tree_files_are_the_protocol_answers() {
 fn retractions_live_in_the_latest_go_mod() {
     let tree = FixtureTree::shared();
     for m in tree.modules().iter().filter(|m| !m.retracted.is_empty()) {
-        let latest = m.latest.as_deref().expect("a module with retractions has a latest");
+        let latest = m
+            .latest
+            .as_deref()
+            .expect("a module with retractions has a latest");
         let go_mod = String::from_utf8_lossy(&tree.version(&m.path, latest).go_mod).into_owned();
         for r in &m.retracted {
             assert!(
@@ -201,7 +224,10 @@ fn retractions_live_in_the_latest_go_mod() {
 
 #[test]
 fn escaping_and_hash1_follow_go() {
-    assert_eq!(escape_path("github.com/Upper/Case"), "github.com/!upper/!case");
+    assert_eq!(
+        escape_path("github.com/Upper/Case"),
+        "github.com/!upper/!case"
+    );
     assert_eq!(escape_path("v1.0.0-RC1"), "v1.0.0-!r!c1");
     assert_eq!(escape_path("example.com/hello"), "example.com/hello");
     // Hash1 sorts lines, so the order files are given in must not matter.
@@ -259,7 +285,10 @@ async fn fixture_upstream_serves_counts_and_misbehaves() {
     let list = get(&format!("{}{}", up.url(), hello.list_path())).await;
     assert_eq!(list.status, 200);
     assert_eq!(list.text(), hello.list_body());
-    assert_eq!(list.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        list.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 
     let zip = get(&format!("{}{}", up.url(), v.path("zip"))).await;
     assert_eq!(zip.status, 200);
@@ -284,10 +313,16 @@ async fn fixture_upstream_serves_counts_and_misbehaves() {
     );
 
     up.set_fault(&v.path("mod"), Fault::Status(500));
-    assert_eq!(get(&format!("{}{}", up.url(), v.path("mod"))).await.status, 500);
+    assert_eq!(
+        get(&format!("{}{}", up.url(), v.path("mod"))).await.status,
+        500
+    );
     up.clear_fault(&v.path("mod"));
     let cleared = get(&format!("{}{}", up.url(), v.path("mod"))).await;
-    assert_eq!((cleared.status, cleared.body.clone()), (200, v.go_mod.clone()));
+    assert_eq!(
+        (cleared.status, cleared.body.clone()),
+        (200, v.go_mod.clone())
+    );
 
     up.set_fault(&v.path("zip"), Fault::ResetMidBody);
     let response = client()
@@ -304,10 +339,20 @@ async fn fixture_upstream_serves_counts_and_misbehaves() {
 
     up.set_delay(std::time::Duration::from_millis(20));
     up.set_down(true);
-    assert_eq!(get(&format!("{}{}", up.url(), hello.list_path())).await.status, 503);
+    assert_eq!(
+        get(&format!("{}{}", up.url(), hello.list_path()))
+            .await
+            .status,
+        503
+    );
     up.set_down(false);
     up.set_delay(std::time::Duration::ZERO);
-    assert_eq!(get(&format!("{}{}", up.url(), hello.list_path())).await.status, 200);
+    assert_eq!(
+        get(&format!("{}{}", up.url(), hello.list_path()))
+            .await
+            .status,
+        200
+    );
 
     assert_eq!(up.count(&hello.list_path()), 3);
     assert_eq!(up.count(&v.path("mod")), 2);
@@ -324,10 +369,12 @@ async fn fixture_upstream_serves_counts_and_misbehaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_reads_the_tree_and_agrees_on_every_hash() {
-    let Some(go) = gocmd::go_or_skip("fixture_tree_test::go_reads_the_tree_and_agrees_on_every_hash")
+    let Some(go) =
+        gocmd::go_or_skip("fixture_tree_test::go_reads_the_tree_and_agrees_on_every_hash")
     else {
         return;
     };
+    eprintln!("using {} ({})", go.bin().display(), go.version());
     let tree = FixtureTree::shared();
     let sandbox = go.sandbox(&tree.file_url());
     check_go_downloads(tree, &sandbox).await;
@@ -335,7 +382,8 @@ async fn go_reads_the_tree_and_agrees_on_every_hash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_downloads_through_the_fixture_upstream() {
-    let Some(go) = gocmd::go_or_skip("fixture_tree_test::go_downloads_through_the_fixture_upstream")
+    let Some(go) =
+        gocmd::go_or_skip("fixture_tree_test::go_downloads_through_the_fixture_upstream")
     else {
         return;
     };

@@ -4,6 +4,10 @@
 //! the other modules test modstash end to end. Tests needing the go command skip without
 //! it unless `MODSTASH_E2E=require`.
 
+// clippy.toml's allow-*-in-tests covers only #[test] functions; the support helpers are
+// test code too, where a panic with a message is exactly how a failure is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod bad_input;

@@ -323,10 +323,7 @@ fn write_module(root: &Path, module: &FixtureModule, versions: &[FixtureVersion]
             .info
     };
     if let Some(latest) = &module.latest {
-        write(
-            &root.join(&module.escaped).join("@latest"),
-            info_of(latest),
-        );
+        write(&root.join(&module.escaped).join("@latest"), info_of(latest));
     }
     for (query, version) in &module.queries {
         write(
@@ -388,7 +385,8 @@ pub fn write_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
     for (name, bytes) in entries {
-        w.start_file(name.as_str(), options).expect("start zip entry");
+        w.start_file(name.as_str(), options)
+            .expect("start zip entry");
         w.write_all(bytes).expect("write zip entry");
     }
     w.finish().expect("finish zip").into_inner()
@@ -463,10 +461,7 @@ fn remove_stale_trees(scratch: &Path) {
     }
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("fixture-tree-"))
-        else {
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("fixture-tree-")) else {
             continue;
         };
         if !Path::new("/proc").join(pid).exists() {

@@ -127,7 +127,15 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
             walk(root, &path, out);
         } else {
             let rel = path.strip_prefix(root).expect("under root");
-            out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+            out.push(
+                rel.to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/"),
+            );
         }
     }
+}
+
+/// The bytes stored under `key`, or `None` if there is no such file.
+pub fn read_key(dir: &Path, key: &str) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(key)).ok()
 }
