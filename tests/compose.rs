@@ -47,12 +47,18 @@ fn serve_envs() -> Vec<String> {
 fn every_modstash_variable_in_compose_exists() {
     let known = serve_envs();
     let used = modstash_env(&compose_text());
-    assert!(used.len() >= 4, "found too few MODSTASH_ settings: {used:?}");
+    assert!(
+        used.len() >= 4,
+        "found too few MODSTASH_ settings: {used:?}"
+    );
     for (name, _) in &used {
         if name == "RUST_LOG" {
             continue;
         }
-        assert!(known.contains(name), "docker-compose.yml sets {name}, which modstash does not read");
+        assert!(
+            known.contains(name),
+            "docker-compose.yml sets {name}, which modstash does not read"
+        );
     }
 }
 

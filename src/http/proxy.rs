@@ -126,6 +126,8 @@ fn live_response(live: Arc<LiveZip>, etag: String) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type::ZIP),
     );
+    // This answer is live, but a range request that follows is served from storage.
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(Freshness::IMMUTABLE_HEADER),

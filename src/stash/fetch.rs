@@ -65,7 +65,7 @@ impl SpooledZip {
         &self.file
     }
 
-    /// The zip passed its checks: followers may send the last byte.
+    /// The zip passed its checks and is committed: followers may send the last byte.
     pub fn accept(&self) {
         self.progress.send_modify(|s| s.verdict = Some(true));
     }
@@ -103,7 +103,6 @@ pub async fn fetch_version(
         )));
     }
     tracing::debug!(size = zip.size, files = summary.files, h1 = %summary.h1, "fetched and checked");
-    zip.accept();
     let staged = StagedVersion {
         module_version: mv.clone(),
         info,

@@ -263,17 +263,19 @@ impl Stasher {
                 Err(e) => return Err(err(e)),
             }
         };
-        let result = self.fetch_under_lease(mv, guard, live).await;
-        if result.is_ok() {
-            inner.committed.insert(mv.clone(), ()).await;
-            if !mv.version().is_pseudo()
-                && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await
-            {
-                // The version is committed and served; only the list lags (verify --repair fixes it).
-                tracing::warn!(error = %e, "committed, but @v/list could not be updated");
-            }
+        let spooled = self.fetch_under_lease(mv, guard, live).await?;
+        inner.committed.insert(mv.clone(), ()).await;
+        if !mv.version().is_pseudo()
+            && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await
+        {
+            // The version is committed and served; only the list lags (verify --repair fixes it).
+            tracing::warn!(error = %e, "committed, but @v/list could not be updated");
         }
-        result
+        // Followers of the live download finish only now: a complete download means stored.
+        if let Some(zip) = spooled {
+            zip.accept();
+        }
+        Ok(())
     }
 
     async fn fetch_under_lease(
@@ -281,20 +283,20 @@ impl Stasher {
         mv: &ModuleVersion,
         mut guard: Box<dyn LeaseGuard>,
         live: &LiveSlot,
-    ) -> StashResult<()> {
+    ) -> StashResult<Option<fetch::SpooledZip>> {
         let inner = &self.inner;
         let work = async {
             // Another holder may have committed between our check and our acquire.
             if inner.storage.is_committed(mv).await? {
-                return Ok(());
+                return Ok(None);
             }
-            let (staged, _spool) =
+            let (staged, spooled) =
                 fetch::fetch_version(&inner.upstream, mv, &inner.spool_dir, &inner.limits, live)
                     .await
                     .map_err(not_found_reason)?;
             inner.storage.commit(&staged).await?;
             tracing::info!("stashed");
-            Ok::<(), StashError>(())
+            Ok::<_, StashError>(Some(spooled))
         };
         let result = tokio::select! {
             r = work => r,
