@@ -1,5 +1,6 @@
 //! docker-compose.yml cannot run here (no Docker engine), so it is checked: against the compose
 //! spec's JSON schema, and every modstash variable and flag it sets must be accepted by modstash.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
