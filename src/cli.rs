@@ -103,6 +103,12 @@ pub struct ServeArgs {
     /// Range requests in flight per zip download from remote storage [default: 4].
     #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
     pub storage_read_window: Option<usize>,
+    /// Benchmarks only: latency added to every storage read, to stand in for a remote bucket.
+    #[arg(long, env = "MODSTASH_INJECT_STORAGE_LATENCY", value_parser = parse_duration, hide = true)]
+    pub inject_storage_latency: Option<Duration>,
+    /// Benchmarks only: per-request storage read bandwidth in bytes/s (S3-like per-connection limits).
+    #[arg(long, env = "MODSTASH_INJECT_STORAGE_BANDWIDTH", hide = true)]
+    pub inject_storage_bandwidth: Option<u64>,
 }
 
 impl ServeArgs {
@@ -184,6 +190,8 @@ impl ServeArgs {
                 .storage_read_window
                 .or(file.storage_read_window)
                 .unwrap_or(d.storage_read_window),
+            inject_storage_latency: self.inject_storage_latency.unwrap_or_default(),
+            inject_storage_bandwidth: self.inject_storage_bandwidth.unwrap_or_default(),
         };
         settings.validate()?;
         Ok(settings)

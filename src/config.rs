@@ -100,6 +100,10 @@ pub struct Settings {
     pub storage_read_chunk: u64,
     /// Range requests in flight per download from remote storage.
     pub storage_read_window: usize,
+    /// Benchmarks only: latency added to every storage read (zero: none).
+    pub inject_storage_latency: Duration,
+    /// Benchmarks only: per-request read bandwidth of storage in bytes/s (zero: unlimited).
+    pub inject_storage_bandwidth: u64,
 }
 
 impl Default for Settings {
@@ -120,6 +124,8 @@ impl Default for Settings {
             memory_cache_bytes: 64 * 1024 * 1024,
             storage_read_chunk: crate::storage::RangeReadOptions::default().chunk_size,
             storage_read_window: crate::storage::RangeReadOptions::default().window,
+            inject_storage_latency: Duration::ZERO,
+            inject_storage_bandwidth: 0,
         }
     }
 }

@@ -76,6 +76,7 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     url: StorageUrl,
     reads: RangeReadOptions,
+    throttled: bool,
 }
 
 impl Storage {
@@ -120,7 +121,36 @@ impl Storage {
             store,
             url,
             reads: RangeReadOptions::default(),
+            throttled: false,
         }
+    }
+
+    /// Slows every read down like a remote bucket: a fixed latency per request and a per-request
+    /// bandwidth. For benchmarks of the ordered parallel reader; the storage counts as remote.
+    pub fn with_injected_latency(
+        mut self,
+        latency: std::time::Duration,
+        bytes_per_sec: u64,
+    ) -> Storage {
+        if latency.is_zero() && bytes_per_sec == 0 {
+            return self;
+        }
+        let per_byte = if bytes_per_sec == 0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_nanos(1_000_000_000 / bytes_per_sec.max(1))
+        };
+        let config = object_store::throttle::ThrottleConfig {
+            wait_get_per_call: latency,
+            wait_get_per_byte: per_byte,
+            ..Default::default()
+        };
+        self.store = Arc::new(object_store::throttle::ThrottledStore::new(
+            Arc::clone(&self.store),
+            config,
+        ));
+        self.throttled = true;
+        self
     }
 
     /// Sets how large objects are read from remote storage.
@@ -181,7 +211,8 @@ impl Storage {
         key: &Path,
         range: Range<u64>,
     ) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
-        let remote = !matches!(self.url, StorageUrl::File(_) | StorageUrl::Memory);
+        let remote =
+            self.throttled || !matches!(self.url, StorageUrl::File(_) | StorageUrl::Memory);
         if remote && range.end - range.start > self.reads.chunk_size {
             return Ok(ranged::read_ordered(
                 Arc::clone(&self.store),
