@@ -15,4 +15,5 @@ mod e2e_go;
 mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
+mod fleet;
 mod protocol;

@@ -4,6 +4,7 @@
 //! expectations from `s.tree` and upstream request counts from `s.upstream`.
 
 pub mod fixture_tree;
+pub mod fleet;
 pub mod gocmd;
 pub mod layout;
 pub mod raw_http;
