@@ -16,6 +16,3 @@ pub mod module;
 pub mod stash;
 pub mod storage;
 pub mod upstream;
-
-
-
