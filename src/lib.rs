@@ -16,3 +16,6 @@ pub mod module;
 pub mod stash;
 pub mod storage;
 pub mod upstream;
+
+
+
