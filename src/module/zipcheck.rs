@@ -395,7 +395,346 @@ fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Cursor, Write};
+
+    use zip::CompressionMethod;
+    use zip::write::SimpleFileOptions;
+
     use super::*;
+    use crate::module::{ModulePath, Version};
+
+    /// One entry to put in a test zip.
+    enum E<'a> {
+        /// Deflated file.
+        F(&'a str, &'a [u8]),
+        /// Stored file.
+        S(&'a str, &'a [u8]),
+        /// Directory entry.
+        D(&'a str),
+    }
+
+    fn build(entries: &[E<'_>]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+        let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+        for e in entries {
+            match e {
+                E::F(name, data) => {
+                    w.start_file(*name, deflated).unwrap();
+                    w.write_all(data).unwrap();
+                }
+                E::S(name, data) => {
+                    w.start_file(*name, stored).unwrap();
+                    w.write_all(data).unwrap();
+                }
+                E::D(name) => w.add_directory(*name, stored).unwrap(),
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Replaces every occurrence of `from` by `to` (same length), to forge what a well-behaved
+    /// writer refuses to produce.
+    fn patch(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+        assert_eq!(from.len(), to.len());
+        let mut n = 0;
+        for i in 0..=bytes.len() - from.len() {
+            if &bytes[i..i + from.len()] == from {
+                bytes[i..i + from.len()].copy_from_slice(to);
+                n += 1;
+            }
+        }
+        assert!(n > 0, "pattern not found");
+    }
+
+    /// Offset of the central directory record of the entry called `name`.
+    fn central_record(bytes: &[u8], name: &str) -> usize {
+        let sig = [b'P', b'K', 1, 2];
+        (0..bytes.len() - 46)
+            .find(|&i| {
+                bytes[i..i + 4] == sig && bytes[i + 46..].starts_with(name.as_bytes()) && {
+                    let n = u16::from_le_bytes([bytes[i + 28], bytes[i + 29]]) as usize;
+                    n == name.len()
+                }
+            })
+            .expect("central record")
+    }
+
+    fn set_u32(bytes: &mut [u8], at: usize, v: u32) {
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn mv(path: &str, version: &str) -> ModuleVersion {
+        ModuleVersion::new(
+            ModulePath::parse(path).unwrap(),
+            Version::parse(version).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn check_with(bytes: &[u8], limits: &ZipLimits) -> Result<ZipSummary, ZipError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        check_zip_file(f.path(), &mv("example.com/m", "v1.0.0"), limits)
+    }
+
+    fn check(bytes: &[u8]) -> Result<ZipSummary, ZipError> {
+        check_with(bytes, &ZipLimits::default())
+    }
+
+    fn err(bytes: &[u8]) -> String {
+        match check(bytes) {
+            Ok(s) => panic!("accepted: {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const P: &str = "example.com/m@v1.0.0/";
+
+    fn n(rel: &str) -> String {
+        format!("{P}{rel}")
+    }
+
+    #[test]
+    fn valid_zip_with_directories() {
+        let go_mod = b"module example.com/m\n\ngo 1.21\n";
+        let bytes = build(&[
+            E::D(P),
+            E::F(&n("go.mod"), go_mod),
+            E::D(&n("sub/")),
+            E::F(&n("sub/b.go"), b"package sub\n"),
+            E::S(&n("a.go"), b"package m\n"),
+            E::F(&n("LICENSE"), b"Public domain.\n"),
+            E::F(&n("vendor/x/y.go"), b"package y\n"),
+            E::F(&n("empty.txt"), b""),
+        ]);
+        let s = check(&bytes).unwrap();
+        // Go's dirhash.HashZip over the same zip.
+        assert_eq!(s.h1, "h1:tM4xtJRPtkxxUwfp1e2qd1juhAR39Lff/ewHrImb974=");
+        assert_eq!(s.go_mod.as_deref(), Some(&go_mod[..]));
+        assert_eq!(s.files, 6);
+        assert_eq!(s.uncompressed_size, 30 + 12 + 10 + 15 + 10);
+    }
+
+    #[test]
+    fn empty_zip_and_zip_without_go_mod() {
+        let s = check(&build(&[])).unwrap();
+        assert_eq!(s.h1, "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(s.files, 0);
+        let s = check(&build(&[E::F(&n("a.go"), b"package m\n")])).unwrap();
+        assert_eq!(s.go_mod, None);
+        assert_eq!(s.files, 1);
+    }
+
+    #[test]
+    fn name_rules() {
+        let cases: &[(&str, &str)] = &[
+            ("example.com/m@v1.0.1/a.go", "path does not have prefix"),
+            ("example.com/m@v1.0.0a.go", "path does not have prefix"),
+            ("other.com/m@v1.0.0/a.go", "path does not have prefix"),
+            ("/etc/passwd", "path does not have prefix"),
+            // path.Clean keeps a leading "..", so CheckFilePath is what refuses it.
+            (
+                "example.com/m@v1.0.0/../x.go",
+                "invalid path element \"..\"",
+            ),
+            (
+                "example.com/m@v1.0.0/a/../../x.go",
+                "file path is not clean",
+            ),
+            ("example.com/m@v1.0.0/./x.go", "file path is not clean"),
+            ("example.com/m@v1.0.0//abs.go", "empty path element"),
+            ("example.com/m@v1.0.0/a\\b.go", "invalid char '\\\\'"),
+            (
+                "example.com/m@v1.0.0/con.go",
+                "disallowed as path element component on Windows",
+            ),
+            ("example.com/m@v1.0.0/a:b.go", "invalid char ':'"),
+            ("example.com/m@v1.0.0/x*.go", "invalid char '*'"),
+            (
+                "example.com/m@v1.0.0/trailing.",
+                "trailing dot in path element",
+            ),
+            (
+                "example.com/m@v1.0.0/sub/go.mod",
+                "go.mod file not in module root directory",
+            ),
+            (
+                "example.com/m@v1.0.0/GO.MOD",
+                "go.mod files must have lowercase names",
+            ),
+            (
+                "example.com/m@v1.0.0/sub/Go.Mod",
+                "go.mod file not in module root directory",
+            ),
+        ];
+        for (name, want) in cases {
+            let bytes = build(&[E::F(&n("ok.go"), b"package m\n"), E::F(name, b"x")]);
+            let got = err(&bytes);
+            assert!(got.contains(want), "{name:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn case_collisions_and_duplicates() {
+        let got = err(&build(&[E::F(&n("a.go"), b"1"), E::F(&n("A.go"), b"2")]));
+        assert!(
+            got.contains("case-insensitive file name collision"),
+            "{got}"
+        );
+        let got = err(&build(&[
+            E::F(&n("dir/a.go"), b"1"),
+            E::F(&n("Dir/b.go"), b"2"),
+        ]));
+        assert!(
+            got.contains("case-insensitive file name collision"),
+            "{got}"
+        );
+        let got = err(&build(&[E::F(&n("x"), b"1"), E::F(&n("x/y.go"), b"2")]));
+        assert!(got.contains("is both a file and a directory"), "{got}");
+        // A writer will not make duplicates; forge one by renaming b.go to a.go.
+        let mut bytes = build(&[E::F(&n("a.go"), b"1"), E::F(&n("b.go"), b"2")]);
+        patch(&mut bytes, b"/b.go", b"/a.go");
+        let got = err(&bytes);
+        assert!(got.contains("multiple entries for file"), "{got}");
+    }
+
+    #[test]
+    fn repeated_directory_entries_are_allowed_and_hashed_twice() {
+        let mut bytes = build(&[E::D(&n("a/")), E::D(&n("b/")), E::F(&n("a/x.go"), b"x")]);
+        patch(&mut bytes, b"/b/", b"/a/");
+        let s = check(&bytes).unwrap();
+        // Go's dirhash.HashZip lists the repeated name twice.
+        assert_eq!(s.h1, "h1:4RcV1ML3U1m47SyLt3M7kPI1YAkrb/a9daO0li/a2Cw=");
+    }
+
+    #[test]
+    fn size_limits() {
+        let limits = ZipLimits {
+            max_zip_size: 10_000,
+            max_go_mod: 10,
+            max_license: 20,
+            max_uncompressed_total: 100,
+        };
+        let got = check_with(
+            &build(&[E::F(&n("go.mod"), b"module example.com/m\n")]),
+            &limits,
+        );
+        assert!(
+            got.unwrap_err()
+                .to_string()
+                .contains("go.mod file too large (max size is 10 bytes)")
+        );
+        let got = check_with(&build(&[E::F(&n("LICENSE"), &[b'x'; 21])]), &limits);
+        assert!(
+            got.unwrap_err()
+                .to_string()
+                .contains("LICENSE file too large")
+        );
+        let got = check_with(&build(&[E::F(&n("LICENSE"), &[b'x'; 20])]), &limits);
+        assert!(got.is_ok());
+        let got = check_with(
+            &build(&[E::F(&n("a"), &[b'x'; 60]), E::F(&n("b"), &[b'x'; 41])]),
+            &limits,
+        );
+        assert!(
+            matches!(got, Err(ZipError::ContentTooLarge { limit: 100 })),
+            "{got:?}"
+        );
+        let got = check_with(
+            &build(&[E::F(&n("a"), &[b'x'; 60]), E::F(&n("b"), &[b'x'; 40])]),
+            &limits,
+        );
+        assert_eq!(got.unwrap().uncompressed_size, 100);
+        // The size problem wins over a name problem, as in Go.
+        let got = check_with(
+            &build(&[E::F(&n("c:"), b""), E::F(&n("a"), &[b'x'; 101])]),
+            &limits,
+        );
+        assert!(
+            matches!(got, Err(ZipError::ContentTooLarge { .. })),
+            "{got:?}"
+        );
+        let big = build(&[E::S(&n("a"), &[b'x'; 20_000])]);
+        let got = check_with(&big, &limits);
+        assert!(
+            matches!(got, Err(ZipError::TooLarge { limit: 10_000, .. })),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn zip_bomb_is_stopped_while_inflating() {
+        // 8 MiB of zeros deflate to about 8 KiB; then claim it is 10 bytes.
+        let zeros = vec![0u8; 8 << 20];
+        let mut bytes = build(&[E::F(&n("go.mod"), &zeros)]);
+        let rec = central_record(&bytes, &n("go.mod"));
+        set_u32(&mut bytes, rec + 24, 10);
+        let got = err(&bytes);
+        assert!(got.contains("content larger than declared size"), "{got}");
+        // And a lie in the other direction.
+        let mut bytes = build(&[E::F(&n("a.go"), b"package m\n")]);
+        let rec = central_record(&bytes, &n("a.go"));
+        set_u32(&mut bytes, rec + 24, 11);
+        let got = err(&bytes);
+        assert!(got.contains("content shorter than declared size"), "{got}");
+    }
+
+    #[test]
+    fn corrupt_content() {
+        let mut bytes = build(&[E::F(&n("a.go"), b"package m\n")]);
+        let rec = central_record(&bytes, &n("a.go"));
+        set_u32(&mut bytes, rec + 16, 0xdead_beef);
+        assert!(err(&bytes).contains("checksum error"));
+        // A directory entry that carries data cannot be opened by Go.
+        let mut bytes = build(&[E::F(&n("abcd"), b"data")]);
+        patch(&mut bytes, b"/abcd", b"/abc/");
+        assert!(err(&bytes).contains("directory entry has content"));
+        // Unsupported compression method.
+        let mut bytes = build(&[E::S(&n("a.go"), b"package m\n")]);
+        let rec = central_record(&bytes, &n("a.go"));
+        bytes[rec + 10] = 12;
+        assert!(err(&bytes).contains("unsupported compression method 12"));
+        // Local header that is not one.
+        let mut bytes = build(&[E::S(&n("a.go"), b"package m\n")]);
+        bytes[0] = b'X';
+        assert!(err(&bytes).contains("bad local header signature"));
+    }
+
+    #[test]
+    fn not_a_zip() {
+        for bytes in [&b""[..], b"PK", b"hello world", &[0u8; 5000]] {
+            assert!(
+                matches!(check(bytes), Err(ZipError::Malformed { .. })),
+                "{bytes:?}"
+            );
+        }
+        // Truncated archive.
+        let bytes = build(&[E::F(&n("a.go"), b"package m\n")]);
+        assert!(check(&bytes[..bytes.len() - 30]).is_err());
+    }
+
+    #[test]
+    fn prepended_data_is_tolerated_like_go() {
+        let mut bytes = b"#!/bin/sh\nexit 0\n".to_vec();
+        bytes.extend(build(&[E::F(&n("a.go"), b"package m\n")]));
+        let s = check(&bytes).unwrap();
+        assert_eq!(s.files, 1);
+    }
+
+    #[test]
+    fn module_version_in_prefix_is_unescaped() {
+        let bytes = build(&[E::F("github.com/Azure/x@v1.0.0-RC1/a.go", b"package x\n")]);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&bytes).unwrap();
+        let got = check_zip_file(
+            f.path(),
+            &mv("github.com/Azure/x", "v1.0.0-RC1"),
+            &ZipLimits::default(),
+        );
+        assert_eq!(got.unwrap().files, 1);
+    }
 
     #[test]
     fn clean_paths() {
