@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use futures::FutureExt;
 use modstash::Settings;
 use modstash::http::ServeError;
 
@@ -86,6 +87,11 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // A serve() that already returned explains a failing test's refused connections;
+        // the harness shows this stderr for failed tests.
+        if let Some(Ok(Err(e))) = self.task.take().and_then(|t| t.now_or_never()) {
+            eprintln!("modstash serve() returned early: {e}");
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
