@@ -76,11 +76,13 @@ impl TestServer {
     }
 
     /// Asks for a graceful shutdown and waits for `serve` to return its result.
-    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+    ///
+    /// Borrows rather than consumes, so the storage directory stays inspectable afterwards.
+    pub async fn shutdown(&mut self) -> Result<(), ServeError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let task = self.task.take().expect("server task");
+        let task = self.task.take().expect("shutdown() is called once");
         task.await.expect("modstash serve task panicked")
     }
 }
