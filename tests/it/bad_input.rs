@@ -112,6 +112,17 @@ async fn hostile_paths_get_a_plain_404_and_touch_nothing() {
         targets.len(),
         problems.join("\n")
     );
+    let forwarded: Vec<String> = s
+        .upstream
+        .counts()
+        .into_keys()
+        .filter(|path| layout::check_upstream_path(path).is_err())
+        .map(|path| shorten(&path))
+        .collect();
+    assert!(
+        forwarded.is_empty(),
+        "malformed requests must be refused locally, not passed upstream: {forwarded:#?}"
+    );
     assert_eq!(
         layout::violations(s.server.storage_dir()),
         Vec::<String>::new()

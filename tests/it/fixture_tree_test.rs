@@ -273,6 +273,28 @@ fn layout_checker_accepts_the_tree_and_rejects_the_rest() {
     ] {
         assert!(layout::check_key(bad).is_err(), "{bad} should be rejected");
     }
+    for ok in [
+        "/example.com/branchy/@v/main.info",
+        "/example.com/branchy/@latest",
+        "/github.com/!upper/!case/@v/v1.0.0.zip",
+        "/example.com/hello/@v/list",
+    ] {
+        layout::check_upstream_path(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "/example.com/../x/@v/list",
+        "/github.com/Upper/Case/@v/list",
+        "/example.com/hello/@v/../../x.info",
+        "/example.com/hello/@v/v1.0.0\0.info",
+        "/example.com/hello/@v/latest.zip",
+        "/example.com/hello/@v/v1.0.0.txt",
+        "//example.com/hello/@v/list",
+    ] {
+        assert!(
+            layout::check_upstream_path(bad).is_err(),
+            "{bad} should be rejected"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,38 @@ pub fn check_key(key: &str) -> Result<(), String> {
     check_escaped_version(version)
 }
 
+/// Whether `path` (decoded, with its leading `/`) is a well-formed GOPROXY request for an upstream:
+/// a layout key, `{module}/@latest`, or `{module}/@v/{query}.info` for a plain query like `main`.
+///
+/// modstash must reject malformed requests itself; only well-formed ones may be passed on.
+pub fn check_upstream_path(path: &str) -> Result<(), String> {
+    let rel = path.strip_prefix('/').ok_or("no leading /")?;
+    if let Some(module) = rel.strip_suffix("/@latest") {
+        return check_escaped_module(module);
+    }
+    if check_key(rel).is_ok() {
+        return Ok(());
+    }
+    let (module, file) = rel
+        .split_once("/@v/")
+        .ok_or("not under {escaped module}/@v/")?;
+    check_escaped_module(module)?;
+    let query = file
+        .strip_suffix(".info")
+        .ok_or("neither a layout key nor a query .info")?;
+    let plain = !query.is_empty()
+        && !query.starts_with('.')
+        && !query.contains("..")
+        && query
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!("query {query:?} is not a plain token"))
+    }
+}
+
 fn check_escaped_module(module: &str) -> Result<(), String> {
     let elements: Vec<&str> = module.split('/').collect();
     if !elements[0].contains('.') {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use futures::FutureExt;
 use modstash::Settings;
 use modstash::http::ServeError;
 
@@ -75,17 +76,24 @@ impl TestServer {
     }
 
     /// Asks for a graceful shutdown and waits for `serve` to return its result.
-    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+    ///
+    /// Borrows rather than consumes, so the storage directory stays inspectable afterwards.
+    pub async fn shutdown(&mut self) -> Result<(), ServeError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let task = self.task.take().expect("server task");
+        let task = self.task.take().expect("shutdown() is called once");
         task.await.expect("modstash serve task panicked")
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // A serve() that already returned explains a failing test's refused connections;
+        // the harness shows this stderr for failed tests.
+        if let Some(Ok(Err(e))) = self.task.take().and_then(|t| t.now_or_never()) {
+            eprintln!("modstash serve() returned early: {e}");
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

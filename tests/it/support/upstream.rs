@@ -36,6 +36,7 @@ struct Shared {
     delay: Mutex<Duration>,
     faults: Mutex<HashMap<String, Fault>>,
     down: AtomicBool,
+    arrived: tokio::sync::Notify,
 }
 
 /// A running fixture upstream; stops when dropped.
@@ -60,6 +61,7 @@ impl Upstream {
             delay: Mutex::new(Duration::ZERO),
             faults: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
+            arrived: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -132,6 +134,20 @@ impl Upstream {
             .unwrap_or(0)
     }
 
+    /// Waits until `path` has been requested at least `n` times: to act while a request is in flight.
+    pub async fn wait_for(&self, path: &str, n: usize) {
+        loop {
+            // Registered before the check, so a request arriving in between still wakes us.
+            let arrived = self.shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.count(path) >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
     /// Requests received so far, all paths together.
     pub fn total(&self) -> usize {
         self.shared.counts.lock().expect("lock").values().sum()
@@ -156,6 +172,7 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
         .expect("lock")
         .entry(path.clone())
         .or_default() += 1;
+    shared.arrived.notify_waiters();
     let delay = *shared.delay.lock().expect("lock");
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
