@@ -45,25 +45,63 @@ pub enum ConfigError {
 pub enum LeaseSpec {
     /// In-process only: one replica.
     Memory,
+    /// Lease objects in the module storage (conditional create): a fleet sharing a bucket or
+    /// directory needs nothing else.
+    Storage,
+    /// A Redis server: `redis://[:password@]host:port[/db]`.
+    Redis(url::Url),
+}
+
+impl LeaseSpec {
+    /// The spec as text, any Redis password redacted.
+    pub fn redacted(&self) -> String {
+        match self {
+            LeaseSpec::Memory => "memory".into(),
+            LeaseSpec::Storage => "storage".into(),
+            LeaseSpec::Redis(url) => crate::stash::lease::RedisLease::redacted_url(url),
+        }
+    }
 }
 
 impl FromStr for LeaseSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        match s.trim() {
             "memory" => Ok(LeaseSpec::Memory),
+            "storage" => Ok(LeaseSpec::Storage),
+            other if other.starts_with("redis://") => parse_redis_url(other).map(LeaseSpec::Redis),
+            other if other.starts_with("rediss://") => Err(format!(
+                "lease backend {other:?}: TLS to Redis (rediss://) is not supported; use redis://"
+            )),
             other => Err(format!(
-                "unknown lease backend {other:?} (supported: memory)"
+                "unknown lease backend {other:?} (supported: memory, storage, redis://host:port[/db])"
             )),
         }
     }
 }
 
+/// Checks `redis://[user:password@]host[:port][/db]`, so mistakes show at start, not at first use.
+fn parse_redis_url(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("invalid Redis URL: no host (expected redis://host:port[/db])".into());
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(format!(
+            "invalid Redis URL: the path must be a database number, not {db:?}"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("invalid Redis URL: no query or fragment allowed".into());
+    }
+    Ok(url)
+}
+
 impl fmt::Display for LeaseSpec {
+    /// Redacted: a Redis password never reaches logs through `Display`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LeaseSpec::Memory => f.write_str("memory"),
-        }
+        f.write_str(&self.redacted())
     }
 }
 
@@ -276,7 +314,7 @@ impl Settings {
                 "upstream-read-timeout",
                 format_duration(self.upstream_read_timeout),
             ),
-            ("lease", self.lease.to_string()),
+            ("lease", self.lease.redacted()),
             ("lease-ttl", format_duration(self.lease_ttl)),
             ("shutdown-grace", format_duration(self.shutdown_grace)),
         ];
@@ -310,6 +348,44 @@ mod tests {
         for d in [Duration::from_millis(1500), Duration::from_secs(60)] {
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
         }
+    }
+
+    #[test]
+    fn lease_specs_parse() {
+        assert_eq!("memory".parse::<LeaseSpec>().unwrap(), LeaseSpec::Memory);
+        assert_eq!("storage".parse::<LeaseSpec>().unwrap(), LeaseSpec::Storage);
+        for ok in ["redis://127.0.0.1:6379", "redis://cache:6380/2", "redis://:pw@cache/0"] {
+            let spec: LeaseSpec = ok.parse().unwrap();
+            assert!(matches!(spec, LeaseSpec::Redis(_)), "{ok}");
+        }
+        for bad in [
+            "redis://",
+            "redis://host/notanumber",
+            "redis://host:6379/1?x=y",
+            "rediss://host",
+            "etcd://host",
+            "",
+        ] {
+            assert!(bad.parse::<LeaseSpec>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn lease_redis_password_is_redacted() {
+        let spec: LeaseSpec = "redis://user:hunter2@cache:6379/3".parse().unwrap();
+        assert!(!spec.to_string().contains("hunter2"));
+        let settings = Settings {
+            lease: spec.clone(),
+            ..Settings::default()
+        };
+        let text = settings.to_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("lease = \"redis://user:REDACTED@cache:6379/3\""), "{text}");
+        // The spec keeps the password for connecting.
+        let LeaseSpec::Redis(url) = spec else {
+            panic!("not redis")
+        };
+        assert_eq!(url.password(), Some("hunter2"));
     }
 
     #[test]

@@ -58,8 +58,14 @@ impl AppState {
             });
         let upstream =
             UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
-        let lease: Arc<dyn Lease> = match settings.lease {
+        let lease: Arc<dyn Lease> = match &settings.lease {
             LeaseSpec::Memory => Arc::new(MemoryLease::new()),
+            // Storage: refused unless conditional create is honoured. Redis: unreachable at
+            // start falls back to in-process leases, reported by `lease.status()` (`/readyz`).
+            spec @ (LeaseSpec::Storage | LeaseSpec::Redis(_)) => {
+                crate::stash::lease::setup::open_blocking(spec, &storage)
+                    .map_err(|e| ServeError::Setup(e.to_string()))?
+            }
         };
         Ok(AppState {
             stasher: Stasher::new(settings, storage, upstream, lease),

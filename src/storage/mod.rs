@@ -4,8 +4,11 @@
 //! Commit protocol: `.mod`, `.zip`, `.ziphash` are written first, each atomically; `.info` last.
 //! Readers treat a version as present only when its `.info` exists.
 
+#[doc(hidden)]
+pub mod compliance;
 mod error;
 pub mod layout;
+pub mod probe;
 pub mod ranged;
 mod url;
 

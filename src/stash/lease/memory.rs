@@ -1,12 +1,6 @@
-//! Leases: at most one leader per key across everything that shares a lease backend.
+//! In-process leases: a table of key -> (token, expiry) on the tokio clock.
 //!
-//! # Contract
-//! - [`Lease::try_acquire`] returns a guard for at most one holder of a key at a time, until the
-//!   guard is released or its time-to-live passes without a renewal.
-//! - [`LeaseGuard::renew`] extends the lease by a full TTL; it fails with [`LeaseError::Lost`] once
-//!   the lease expired or was taken over, and the holder must then stop working for the key.
-//! - [`LeaseGuard::release`] frees the key at once; releasing a lost lease is not an error.
-//! - After acquiring, the holder re-checks storage: another holder may have finished in between.
+//! Expiry uses `tokio::time::Instant`, so tests can pause and advance time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,41 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-/// A lease operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LeaseError {
-    /// The lease expired or another holder took it over.
-    #[error("lease on {0} was lost")]
-    Lost(String),
-    /// The lease backend cannot be reached.
-    #[error("lease backend unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// A held lease. Dropping it without `release` lets it expire after its TTL.
-#[async_trait]
-pub trait LeaseGuard: Send + Sync {
-    /// Extends the lease by a full TTL from now.
-    async fn renew(&mut self) -> Result<(), LeaseError>;
-    /// Frees the key.
-    async fn release(self: Box<Self>) -> Result<(), LeaseError>;
-    /// The key held.
-    fn key(&self) -> &str;
-}
-
-/// A lease backend.
-#[async_trait]
-pub trait Lease: Send + Sync {
-    /// Takes the lease on `key` for `ttl` if nobody holds it; `Ok(None)` if someone does.
-    async fn try_acquire(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Option<Box<dyn LeaseGuard>>, LeaseError>;
-
-    /// Name of the backend for logs and readiness.
-    fn name(&self) -> &'static str;
-}
+use super::{Lease, LeaseError, LeaseGuard};
 
 /// Leases inside one process.
 #[derive(Debug, Default, Clone)]
@@ -67,6 +27,7 @@ impl MemoryLease {
 
 #[async_trait]
 impl Lease for MemoryLease {
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %key))]
     async fn try_acquire(
         &self,
         key: &str,
@@ -105,6 +66,7 @@ struct MemoryGuard {
 
 #[async_trait]
 impl LeaseGuard for MemoryGuard {
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.key))]
     async fn renew(&mut self) -> Result<(), LeaseError> {
         let now = Instant::now();
         let mut held = self.table.lock().map_err(|_| poisoned())?;
@@ -117,6 +79,7 @@ impl LeaseGuard for MemoryGuard {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.key))]
     async fn release(self: Box<Self>) -> Result<(), LeaseError> {
         let mut held = self.table.lock().map_err(|_| poisoned())?;
         if held.get(&self.key).is_some_and(|(t, _)| *t == self.token) {
