@@ -11,7 +11,7 @@ use super::dirhash::hash1;
 use super::error::quoted;
 use super::module_version::ModuleVersion;
 use super::path::check_file_path;
-use super::zipread::Archive;
+use super::zipread::{Archive, Entry};
 
 /// Size limits for [`check_zip_file`]; the defaults are the go command's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +110,16 @@ pub fn check_zip_file(
             limit: limits.max_zip_size,
         });
     }
-    let mut archive = Archive::open(file, size)?;
+    let (mut archive, entries) = Archive::open(file, size)?;
     let prefix = format!("{}@{}/", mv.path(), mv.version());
-    check_names_and_sizes(archive.entries(), &prefix, limits)?;
-    hash_contents(&mut archive, &prefix, limits)
+    check_names_and_sizes(&entries, &prefix, limits)?;
+    hash_contents(&mut archive, &entries, &prefix, limits)
 }
 
 /// The `CheckZip` pass over names and declared sizes. Like Go, a size problem is reported
 /// in preference to a name problem; otherwise the first bad entry is.
 fn check_names_and_sizes(
-    entries: &[super::zipread::Entry],
+    entries: &[Entry],
     prefix: &str,
     limits: &ZipLimits,
 ) -> Result<(), ZipError> {
@@ -217,10 +217,10 @@ fn check_names_and_sizes(
 /// Reads every entry once, hashing it for `h1:` and keeping the root go.mod.
 fn hash_contents(
     archive: &mut Archive<File>,
+    entries: &[Entry],
     prefix: &str,
     limits: &ZipLimits,
 ) -> Result<ZipSummary, ZipError> {
-    let entries = archive.entries().to_vec();
     // Go's HashZip opens each name through a map, so a repeated name (only possible for
     // directories once the checks passed) is read from its last entry every time.
     let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(entries.len());
@@ -238,11 +238,11 @@ fn hash_contents(
         }
         let mut hasher = Sha256::new();
         if e.is_dir() {
-            archive.check_dir(i)?;
+            archive.check_dir(e)?;
         } else {
             let keep = e.name == go_mod_name.as_bytes();
             let mut kept = Vec::new();
-            archive.read_file(i, |chunk| {
+            archive.read_file(e, |chunk| {
                 total = total.saturating_add(chunk.len() as u64);
                 if total > limits.max_uncompressed_total {
                     return Err(ZipError::ContentTooLarge {
@@ -263,7 +263,7 @@ fn hash_contents(
         digests[i] = Some(hasher.finalize().into());
     }
     let mut listing = Vec::with_capacity(entries.len());
-    for e in &entries {
+    for e in entries {
         let digest = last
             .get(e.name.as_slice())
             .and_then(|&j| digests[j])
