@@ -517,6 +517,40 @@ mod tests {
         assert_eq!(s.uncompressed_size, 30 + 12 + 10 + 15 + 10);
     }
 
+    /// A module zip made by Go's `zip.CreateFromDir` (data descriptors, a UTF-8 name flag),
+    /// with the `h1:` Go's `dirhash.HashZip` gives it.
+    #[test]
+    fn zip_made_by_go() {
+        use base64::Engine as _;
+        let b64 = concat!(
+            "UEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAcAAAAZXhhbXBsZS5jb20vbUB2MS4wLjAvTElDRU5TRQAPAPD/UHVi",
+            "bGljIGRvbWFpbi4KAwBQSwcIqY8bMRYAAAAPAAAAUEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAZAAAAZXhhbXBs",
+            "ZS5jb20vbUB2MS4wLjAvYS5nbwAqANX/cGFja2FnZSBtCgpmdW5jIEEoKSBzdHJpbmcgeyByZXR1cm4gImEiIH0K",
+            "AwBQSwcIJZrRrDEAAAAqAAAAUEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAbAAAAZXhhbXBsZS5jb20vbUB2MS4w",
+            "LjAvZ28ubW9kAB4A4f9tb2R1bGUgZXhhbXBsZS5jb20vbQoKZ28gMS4yMQoDAFBLBwiSEZQrJQAAAB4AAABQSwME",
+            "FAAIAAgAAAAAAAAAAAAAAAAAAAAAAB0AAABleGFtcGxlLmNvbS9tQHYxLjAuMC9zdWIvYi5nbwAMAPP/cGFja2Fn",
+            "ZSBzdWIKAwBQSwcIOIglfRMAAAAMAAAAUEsDBBQACAgIAAAAAAAAAAAAAAAAAAAAAAAiAAAAZXhhbXBsZS5jb20v",
+            "bUB2MS4wLjAvc3ViL8OJdMOpLnR4dAANAPL/dW5pY29kZSBuYW1lCgMAUEsHCEjQFGwUAAAADQAAAFBLAQIUABQA",
+            "CAAIAAAAAACpjxsxFgAAAA8AAAAcAAAAAAAAAAAAAAAAAAAAAABleGFtcGxlLmNvbS9tQHYxLjAuMC9MSUNFTlNF",
+            "UEsBAhQAFAAIAAgAAAAAACWa0awxAAAAKgAAABkAAAAAAAAAAAAAAAAAYAAAAGV4YW1wbGUuY29tL21AdjEuMC4w",
+            "L2EuZ29QSwECFAAUAAgACAAAAAAAkhGUKyUAAAAeAAAAGwAAAAAAAAAAAAAAAADYAAAAZXhhbXBsZS5jb20vbUB2",
+            "MS4wLjAvZ28ubW9kUEsBAhQAFAAIAAgAAAAAADiIJX0TAAAADAAAAB0AAAAAAAAAAAAAAAAARgEAAGV4YW1wbGUu",
+            "Y29tL21AdjEuMC4wL3N1Yi9iLmdvUEsBAhQAFAAICAgAAAAAAEjQFGwUAAAADQAAACIAAAAAAAAAAAAAAAAApAEA",
+            "AGV4YW1wbGUuY29tL21AdjEuMC4wL3N1Yi/DiXTDqS50eHRQSwUGAAAAAAUABQB1AQAACAIAAAAA",
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let s = check(&bytes).unwrap();
+        assert_eq!(s.h1, "h1:qfqc0FteXe+h5sd9d6TQnfv9/MSlMg0fJGX3uIcHb0Q=");
+        assert_eq!(s.files, 5);
+        assert_eq!(
+            s.go_mod.as_deref(),
+            Some(&b"module example.com/m\n\ngo 1.21\n"[..])
+        );
+        assert_eq!(s.uncompressed_size, 15 + 42 + 30 + 12 + 13);
+    }
+
     #[test]
     fn empty_zip_and_zip_without_go_mod() {
         let s = check(&build(&[])).unwrap();
