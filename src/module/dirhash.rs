@@ -25,7 +25,7 @@ pub(crate) fn hash1(mut files: Vec<(String, [u8; 32])>) -> Option<String> {
     Some(format!("h1:{}", STANDARD.encode(summary.finalize())))
 }
 
-/// The go.sum hash of a go.mod file (the `/go.mod h1:` line): [`hash1`] over one file named
+/// The go.sum hash of a go.mod file (the `/go.mod h1:` line): `Hash1` over one file named
 /// `go.mod`.
 pub fn hash_go_mod(bytes: &[u8]) -> String {
     let digest: [u8; 32] = Sha256::digest(bytes).into();

@@ -4,7 +4,8 @@ use std::fmt;
 
 use super::error::ModuleError;
 use super::escape::{escape, unescape};
-use super::version::{Version, check_version_elem};
+use super::path::{PathKind, check_elem};
+use super::version::Version;
 
 /// Longest query we forward; commit hashes and branch names are far shorter.
 const MAX_QUERY_LEN: usize = 256;
@@ -83,7 +84,7 @@ fn check_query(q: &str) -> Result<(), String> {
         return Err("double dot".into());
     }
     // The go command only sends what module.EscapeVersion accepts: a valid file name.
-    check_version_elem(q)
+    check_elem(q, PathKind::File)
 }
 
 /// What an `.info` request asks for.

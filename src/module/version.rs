@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ModuleError;
 use super::escape::{escape, unescape};
-use super::path::{PathKind, check_elem};
 
 /// A canonical Go module version: `v1.2.3`, `v1.2.3-pre.1`, `v2.0.0+incompatible`, or a
 /// pseudo-version such as `v0.0.0-20191109021931-daa7c04131f5`.
@@ -312,12 +311,6 @@ fn leading_digits(s: &str) -> Option<(&str, &str)> {
         .position(|b| !b.is_ascii_digit())
         .unwrap_or(s.len());
     (end > 0).then(|| s.split_at(end))
-}
-
-/// Whether `v` is an acceptable escaped-version element at all (`module.UnescapeVersion`'s
-/// `checkElem` with file-name rules).
-pub(crate) fn check_version_elem(v: &str) -> Result<(), String> {
-    check_elem(v, PathKind::File)
 }
 
 impl PartialEq for Version {

@@ -11,7 +11,7 @@ use super::dirhash::hash1;
 use super::error::quoted;
 use super::module_version::ModuleVersion;
 use super::path::check_file_path;
-use super::zipread::Archive;
+use super::zipread::{Archive, Entry};
 
 /// Size limits for [`check_zip_file`]; the defaults are the go command's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,16 +110,16 @@ pub fn check_zip_file(
             limit: limits.max_zip_size,
         });
     }
-    let mut archive = Archive::open(file, size)?;
+    let (mut archive, entries) = Archive::open(file, size)?;
     let prefix = format!("{}@{}/", mv.path(), mv.version());
-    check_names_and_sizes(archive.entries(), &prefix, limits)?;
-    hash_contents(&mut archive, &prefix, limits)
+    check_names_and_sizes(&entries, &prefix, limits)?;
+    hash_contents(&mut archive, &entries, &prefix, limits)
 }
 
 /// The `CheckZip` pass over names and declared sizes. Like Go, a size problem is reported
 /// in preference to a name problem; otherwise the first bad entry is.
 fn check_names_and_sizes(
-    entries: &[super::zipread::Entry],
+    entries: &[Entry],
     prefix: &str,
     limits: &ZipLimits,
 ) -> Result<(), ZipError> {
@@ -217,10 +217,10 @@ fn check_names_and_sizes(
 /// Reads every entry once, hashing it for `h1:` and keeping the root go.mod.
 fn hash_contents(
     archive: &mut Archive<File>,
+    entries: &[Entry],
     prefix: &str,
     limits: &ZipLimits,
 ) -> Result<ZipSummary, ZipError> {
-    let entries = archive.entries().to_vec();
     // Go's HashZip opens each name through a map, so a repeated name (only possible for
     // directories once the checks passed) is read from its last entry every time.
     let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(entries.len());
@@ -238,11 +238,11 @@ fn hash_contents(
         }
         let mut hasher = Sha256::new();
         if e.is_dir() {
-            archive.check_dir(i)?;
+            archive.check_dir(e)?;
         } else {
             let keep = e.name == go_mod_name.as_bytes();
             let mut kept = Vec::new();
-            archive.read_file(i, |chunk| {
+            archive.read_file(e, |chunk| {
                 total = total.saturating_add(chunk.len() as u64);
                 if total > limits.max_uncompressed_total {
                     return Err(ZipError::ContentTooLarge {
@@ -263,7 +263,7 @@ fn hash_contents(
         digests[i] = Some(hasher.finalize().into());
     }
     let mut listing = Vec::with_capacity(entries.len());
-    for e in &entries {
+    for e in entries {
         let digest = last
             .get(e.name.as_slice())
             .and_then(|&j| digests[j])
@@ -515,6 +515,40 @@ mod tests {
         assert_eq!(s.go_mod.as_deref(), Some(&go_mod[..]));
         assert_eq!(s.files, 6);
         assert_eq!(s.uncompressed_size, 30 + 12 + 10 + 15 + 10);
+    }
+
+    /// A module zip made by Go's `zip.CreateFromDir` (data descriptors, a UTF-8 name flag),
+    /// with the `h1:` Go's `dirhash.HashZip` gives it.
+    #[test]
+    fn zip_made_by_go() {
+        use base64::Engine as _;
+        let b64 = concat!(
+            "UEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAcAAAAZXhhbXBsZS5jb20vbUB2MS4wLjAvTElDRU5TRQAPAPD/UHVi",
+            "bGljIGRvbWFpbi4KAwBQSwcIqY8bMRYAAAAPAAAAUEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAZAAAAZXhhbXBs",
+            "ZS5jb20vbUB2MS4wLjAvYS5nbwAqANX/cGFja2FnZSBtCgpmdW5jIEEoKSBzdHJpbmcgeyByZXR1cm4gImEiIH0K",
+            "AwBQSwcIJZrRrDEAAAAqAAAAUEsDBBQACAAIAAAAAAAAAAAAAAAAAAAAAAAbAAAAZXhhbXBsZS5jb20vbUB2MS4w",
+            "LjAvZ28ubW9kAB4A4f9tb2R1bGUgZXhhbXBsZS5jb20vbQoKZ28gMS4yMQoDAFBLBwiSEZQrJQAAAB4AAABQSwME",
+            "FAAIAAgAAAAAAAAAAAAAAAAAAAAAAB0AAABleGFtcGxlLmNvbS9tQHYxLjAuMC9zdWIvYi5nbwAMAPP/cGFja2Fn",
+            "ZSBzdWIKAwBQSwcIOIglfRMAAAAMAAAAUEsDBBQACAgIAAAAAAAAAAAAAAAAAAAAAAAiAAAAZXhhbXBsZS5jb20v",
+            "bUB2MS4wLjAvc3ViL8OJdMOpLnR4dAANAPL/dW5pY29kZSBuYW1lCgMAUEsHCEjQFGwUAAAADQAAAFBLAQIUABQA",
+            "CAAIAAAAAACpjxsxFgAAAA8AAAAcAAAAAAAAAAAAAAAAAAAAAABleGFtcGxlLmNvbS9tQHYxLjAuMC9MSUNFTlNF",
+            "UEsBAhQAFAAIAAgAAAAAACWa0awxAAAAKgAAABkAAAAAAAAAAAAAAAAAYAAAAGV4YW1wbGUuY29tL21AdjEuMC4w",
+            "L2EuZ29QSwECFAAUAAgACAAAAAAAkhGUKyUAAAAeAAAAGwAAAAAAAAAAAAAAAADYAAAAZXhhbXBsZS5jb20vbUB2",
+            "MS4wLjAvZ28ubW9kUEsBAhQAFAAIAAgAAAAAADiIJX0TAAAADAAAAB0AAAAAAAAAAAAAAAAARgEAAGV4YW1wbGUu",
+            "Y29tL21AdjEuMC4wL3N1Yi9iLmdvUEsBAhQAFAAICAgAAAAAAEjQFGwUAAAADQAAACIAAAAAAAAAAAAAAAAApAEA",
+            "AGV4YW1wbGUuY29tL21AdjEuMC4wL3N1Yi/DiXTDqS50eHRQSwUGAAAAAAUABQB1AQAACAIAAAAA",
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let s = check(&bytes).unwrap();
+        assert_eq!(s.h1, "h1:qfqc0FteXe+h5sd9d6TQnfv9/MSlMg0fJGX3uIcHb0Q=");
+        assert_eq!(s.files, 5);
+        assert_eq!(
+            s.go_mod.as_deref(),
+            Some(&b"module example.com/m\n\ngo 1.21\n"[..])
+        );
+        assert_eq!(s.uncompressed_size, 15 + 42 + 30 + 12 + 13);
     }
 
     #[test]

@@ -33,7 +33,7 @@ const OUT_CHUNK: usize = 32 * 1024;
 const IN_CHUNK: usize = 64 * 1024;
 
 /// One central directory record, as Go's `zip.File` holds it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Entry {
     /// The name bytes exactly as stored.
     pub(crate) name: Vec<u8>,
@@ -58,11 +58,10 @@ impl Entry {
     }
 }
 
-/// An opened archive: its reader and its central directory.
+/// An opened archive, for reading entries found by [`Archive::open`].
 pub(crate) struct Archive<R> {
     reader: R,
     size: u64,
-    entries: Vec<Entry>,
 }
 
 fn malformed(reason: impl Into<String>) -> ZipError {
@@ -93,21 +92,13 @@ struct DirectoryEnd {
 }
 
 impl<R: Read + Seek> Archive<R> {
-    /// Reads the central directory of an archive of `size` bytes.
-    pub(crate) fn open(reader: R, size: u64) -> Result<Archive<R>, ZipError> {
-        let mut archive = Archive {
-            reader,
-            size,
-            entries: Vec::new(),
-        };
+    /// Reads the central directory of an archive of `size` bytes: its records in stored
+    /// order, duplicates included.
+    pub(crate) fn open(reader: R, size: u64) -> Result<(Archive<R>, Vec<Entry>), ZipError> {
+        let mut archive = Archive { reader, size };
         let (end, base) = archive.directory_end()?;
-        archive.read_directory(&end, base)?;
-        Ok(archive)
-    }
-
-    /// The central directory records in stored order, duplicates included.
-    pub(crate) fn entries(&self) -> &[Entry] {
-        &self.entries
+        let entries = archive.read_directory(&end, base)?;
+        Ok((archive, entries))
     }
 
     /// Reads into `buf` from `offset` until it is full or the file ends; returns the count.
@@ -220,7 +211,7 @@ impl<R: Read + Seek> Archive<R> {
 
     /// Reads records from the directory start until one does not parse, then checks the
     /// count against the end record modulo 2^16, as Go does.
-    fn read_directory(&mut self, end: &DirectoryEnd, base: i64) -> Result<(), ZipError> {
+    fn read_directory(&mut self, end: &DirectoryEnd, base: i64) -> Result<Vec<Entry>, ZipError> {
         let start = base
             .checked_add(end.offset as i64)
             .filter(|&s| s >= 0)
@@ -244,8 +235,7 @@ impl<R: Read + Seek> Archive<R> {
                 end.records
             )));
         }
-        self.entries = entries;
-        Ok(())
+        Ok(entries)
     }
 
     /// Finds where an entry's data starts by reading its local header (`findBodyOffset`).
@@ -271,9 +261,8 @@ impl<R: Read + Seek> Archive<R> {
 
     /// Checks that a directory entry could be opened and holds no data, as Go's `Open` and
     /// its directory reader require.
-    pub(crate) fn check_dir(&mut self, index: usize) -> Result<(), ZipError> {
-        let e = self.entry(index)?;
-        self.body_offset(&e)?;
+    pub(crate) fn check_dir(&mut self, e: &Entry) -> Result<(), ZipError> {
+        self.body_offset(e)?;
         if e.uncompressed_size != 0 {
             return Err(ZipError::BadEntry {
                 name: e.display_name(),
@@ -283,27 +272,19 @@ impl<R: Read + Seek> Archive<R> {
         Ok(())
     }
 
-    fn entry(&self, index: usize) -> Result<Entry, ZipError> {
-        self.entries
-            .get(index)
-            .cloned()
-            .ok_or_else(|| malformed("entry index out of range"))
-    }
-
     /// Streams a file entry's content to `sink` and verifies it as Go's `checksumReader`
     /// does: never more than the declared size (checked before `sink` sees the excess),
     /// exactly the declared size at the end, and a matching CRC-32.
     pub(crate) fn read_file(
         &mut self,
-        index: usize,
+        e: &Entry,
         mut sink: impl FnMut(&[u8]) -> Result<(), ZipError>,
     ) -> Result<u64, ZipError> {
-        let e = self.entry(index)?;
         let entry_err = |reason: &str| ZipError::BadEntry {
             name: e.display_name(),
             reason: reason.to_owned(),
         };
-        let body = self.body_offset(&e)?;
+        let body = self.body_offset(e)?;
         let mut crc = flate2::Crc::new();
         let mut nread: u64 = 0;
         let mut deliver = |chunk: &[u8]| -> Result<(), ZipError> {
