@@ -93,10 +93,17 @@ pub async fn case_put_read_round_trip(storage: &Storage) {
     let body = Bytes::from(pattern(4096));
     storage.put(&key, body.clone()).await.unwrap();
     assert_eq!(storage.read(&key).await.unwrap(), Some(body.clone()));
-    let meta = storage.head(&key).await.unwrap().expect("head of a put object");
+    let meta = storage
+        .head(&key)
+        .await
+        .unwrap()
+        .expect("head of a put object");
     assert_eq!(meta.size, 4096);
     // Overwrite replaces whole.
-    storage.put(&key, Bytes::from_static(b"short")).await.unwrap();
+    storage
+        .put(&key, Bytes::from_static(b"short"))
+        .await
+        .unwrap();
     assert_eq!(
         storage.read(&key).await.unwrap(),
         Some(Bytes::from_static(b"short"))
@@ -108,7 +115,12 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
     let key = layout::internal_key(&["compliance", "missing"]);
     assert_eq!(storage.read(&key).await.unwrap(), None);
     assert!(storage.head(&key).await.unwrap().is_none());
-    assert!(!storage.is_committed(&module_version("v9.9.9")).await.unwrap());
+    assert!(
+        !storage
+            .is_committed(&module_version("v9.9.9"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         storage
             .read_version_file(&module_version("v9.9.9"), VersionFile::Mod)
@@ -121,8 +133,18 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
 /// The second create of one key is refused and leaves the first content.
 pub async fn case_create_twice_second_false(storage: &Storage) {
     let key = layout::internal_key(&["compliance", "create"]);
-    assert!(storage.create(&key, Bytes::from_static(b"one")).await.unwrap());
-    assert!(!storage.create(&key, Bytes::from_static(b"two")).await.unwrap());
+    assert!(
+        storage
+            .create(&key, Bytes::from_static(b"one"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .create(&key, Bytes::from_static(b"two"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         storage.read(&key).await.unwrap(),
         Some(Bytes::from_static(b"one"))
@@ -138,13 +160,22 @@ pub async fn case_commit_protocol(storage: &Storage) {
     storage.commit(&staged).await.unwrap();
     assert!(storage.is_committed(&mv).await.unwrap());
     let read = |file| storage.read_version_file(&mv, file);
-    assert_eq!(read(VersionFile::Info).await.unwrap(), Some(staged.info.clone()));
-    assert_eq!(read(VersionFile::Mod).await.unwrap(), Some(staged.go_mod.clone()));
+    assert_eq!(
+        read(VersionFile::Info).await.unwrap(),
+        Some(staged.info.clone())
+    );
+    assert_eq!(
+        read(VersionFile::Mod).await.unwrap(),
+        Some(staged.go_mod.clone())
+    );
     assert_eq!(
         read(VersionFile::ZipHash).await.unwrap(),
         Some(Bytes::from(staged.zip_hash.clone()))
     );
-    assert_eq!(read(VersionFile::Zip).await.unwrap().as_deref(), Some(&zip[..]));
+    assert_eq!(
+        read(VersionFile::Zip).await.unwrap().as_deref(),
+        Some(&zip[..])
+    );
     // The keys are the GOPROXY tree: the escaped path as a static file server would serve it.
     let info_key = layout::version_key(&mv, VersionFile::Info);
     assert_eq!(info_key.as_ref(), "example.com/!fleet/m/@v/v1.2.3.info");
@@ -163,7 +194,10 @@ pub async fn case_large_multipart_upload(storage: &Storage) {
         Some(LARGE_ZIP as u64)
     );
     let stored = storage.read(&key).await.unwrap().expect("the zip");
-    assert!(stored[..] == zip[..], "the stored zip differs from the upload");
+    assert!(
+        stored[..] == zip[..],
+        "the stored zip differs from the upload"
+    );
 }
 
 /// `stream_range` yields exactly the requested bytes.
@@ -230,7 +264,11 @@ pub async fn case_list_update_with_stale_token(storage: &Storage) {
     let v3 = [version("v1.0.0"), version("v1.2.0")];
     let stale = storage.write_list(&path, &v3, Some(token)).await.unwrap();
     if supports_conditional_update(storage).await {
-        assert_eq!(stale, ListWrite::Conflict, "a stale token overwrote the list");
+        assert_eq!(
+            stale,
+            ListWrite::Conflict,
+            "a stale token overwrote the list"
+        );
         assert_eq!(storage.read_list(&path).await.unwrap().versions, v2);
     } else {
         assert_eq!(stale, ListWrite::Written);
@@ -242,7 +280,10 @@ pub async fn case_list_update_with_stale_token(storage: &Storage) {
 async fn supports_conditional_update(storage: &Storage) -> bool {
     let store = storage.object_store();
     let key = layout::internal_key(&["compliance", "update-support"]);
-    let put = store.put(&key, PutPayload::from_static(b"a")).await.unwrap();
+    let put = store
+        .put(&key, PutPayload::from_static(b"a"))
+        .await
+        .unwrap();
     let opts = PutOptions {
         mode: PutMode::Update(UpdateVersion {
             e_tag: put.e_tag,
