@@ -430,8 +430,12 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     let v = tree.version("example.com/shared", "v1.0.0");
     // The delay keeps the request in flight while shutdown starts.
     upstream.set_delay(Duration::from_millis(300));
-    let in_flight = tokio::spawn(send(client().get(server.url(&v.path("info")))));
-    upstream.wait_for(&v.path("info"), 1).await;
+    let mut in_flight = tokio::spawn(send(client().get(server.url(&v.path("info")))));
+    let info_path = v.path("info");
+    tokio::select! {
+        () = upstream.wait_for(&info_path, 1) => {}
+        early = &mut in_flight => panic!("the request ended before reaching the upstream: {early:?}"),
+    }
     server
         .shutdown()
         .await

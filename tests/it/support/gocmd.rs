@@ -203,9 +203,14 @@ impl GoSandbox {
         if let Some(tmp) = std::env::var_os("TMPDIR") {
             cmd.env("TMPDIR", tmp);
         }
-        let out = cmd.output().await.expect("run the go command");
+        let command = format!("go {} (GOPROXY={})", args.join(" "), self.goproxy);
+        // A cold build cache compiles the standard library first, hence the wider guard.
+        let out = tokio::time::timeout(4 * super::HANG_GUARD, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("`{command}` did not finish"))
+            .expect("run the go command");
         GoOutput {
-            command: format!("go {} (GOPROXY={})", args.join(" "), self.goproxy),
+            command,
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -11,6 +11,8 @@ pub mod raw_http;
 pub mod server;
 pub mod upstream;
 
+use std::time::Duration;
+
 use modstash::Settings;
 use reqwest::header::HeaderMap;
 
@@ -46,10 +48,14 @@ pub async fn stack_with(configure: impl FnOnce(&mut Settings)) -> Stack {
     }
 }
 
+/// Hang guard only, far above any healthy answer: a stuck server fails the test instead of the suite.
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
 /// An HTTP client that ignores `*_PROXY` variables: every test talks to loopback only.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .timeout(HANG_GUARD)
         .build()
         .expect("build reqwest client")
 }

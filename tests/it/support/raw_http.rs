@@ -4,9 +4,10 @@
 //! would never reach the server as written; this client writes it verbatim.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::HANG_GUARD;
 
 /// A parsed response.
 #[derive(Debug)]
@@ -28,9 +29,6 @@ impl RawResponse {
             .map(|(_, v)| v.as_str())
     }
 }
-
-/// Hang guard only: a server that never answers fails the test instead of stalling the suite.
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// Sends `GET {target} HTTP/1.1` with `Connection: close` and reads the whole answer.
 pub async fn raw_get(addr: SocketAddr, target: &str) -> RawResponse {
