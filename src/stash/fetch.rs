@@ -81,10 +81,26 @@ pub async fn fetch_version(
     limits: &ZipLimits,
     live: &LiveSlot,
 ) -> Result<(StagedVersion, SpooledZip), StashError> {
-    let (info, go_mod, zip) = tokio::try_join!(
-        fetch_info(upstream, mv),
-        async { Ok::<_, StashError>(upstream.go_mod(mv).await?) },
-        spool_zip(upstream, mv, spool_dir, limits.max_zip_size, live),
+    // Followers see the zip only once `.info` and `.mod` arrived: a version whose metadata
+    // fails is then a clean 502 for everyone, not a transfer broken halfway.
+    let (metadata_ok, metadata_ok_rx) = watch::channel(false);
+    let metadata = async {
+        let both = tokio::try_join!(fetch_info(upstream, mv), async {
+            Ok::<_, StashError>(upstream.go_mod(mv).await?)
+        })?;
+        metadata_ok.send_replace(true);
+        Ok::<_, StashError>(both)
+    };
+    let ((info, go_mod), zip) = tokio::try_join!(
+        metadata,
+        spool_zip(
+            upstream,
+            mv,
+            spool_dir,
+            limits.max_zip_size,
+            live,
+            metadata_ok_rx
+        ),
     )?;
 
     let zip_path: PathBuf = zip.path().to_owned();
@@ -131,6 +147,7 @@ async fn spool_zip(
     spool_dir: &Path,
     max_size: u64,
     live: &LiveSlot,
+    mut metadata_ok: watch::Receiver<bool>,
 ) -> Result<SpooledZip, StashError> {
     let mut body = upstream.zip(mv).await?;
     if body.content_length.is_some_and(|n| n > max_size) {
@@ -146,14 +163,32 @@ async fn spool_zip(
         .into_parts();
     let path = Arc::new(path);
     let (progress, state) = watch::channel(SpoolState::default());
-    live.publish(Arc::new(LiveZip {
+    let mut announcement = Some(Arc::new(LiveZip {
         file: Arc::clone(&path),
         content_length: body.content_length,
         state,
     }));
     let mut file = tokio::fs::File::from_std(file);
     let mut size: u64 = 0;
-    while let Some(chunk) = body.stream.next().await {
+    loop {
+        if *metadata_ok.borrow()
+            && let Some(zip) = announcement.take()
+        {
+            live.publish(zip);
+        }
+        let chunk = tokio::select! {
+            chunk = body.stream.next() => chunk,
+            changed = metadata_ok.changed(), if announcement.is_some() => {
+                if changed.is_err() {
+                    // The metadata side ended without success; try_join is cancelling us.
+                    std::future::pending::<()>().await;
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else {
+            break;
+        };
         let chunk = chunk?;
         size += chunk.len() as u64;
         if size > max_size {

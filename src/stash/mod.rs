@@ -92,7 +92,7 @@ impl Stasher {
     ) -> Stasher {
         Stasher {
             inner: Arc::new(Inner {
-                merger: ListMerger::new(storage.clone()),
+                merger: ListMerger::new(storage.clone(), Arc::clone(&lease)),
                 storage,
                 upstream,
                 lease,

@@ -167,6 +167,12 @@ impl Storage {
         &self.store
     }
 
+    /// True when `@v/list` can be updated with compare-and-swap (S3, memory); local files cannot,
+    /// so writers there serialise on a lease instead.
+    pub fn has_conditional_update(&self) -> bool {
+        !matches!(self.url, StorageUrl::File(_))
+    }
+
     /// The URL this storage was opened from.
     pub fn url(&self) -> &StorageUrl {
         &self.url
