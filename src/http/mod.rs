@@ -100,13 +100,24 @@ async fn healthz() -> Response {
     plain_text(StatusCode::OK, "ok")
 }
 
+/// Ready when storage answers and the lease backend is in use as configured. A degraded lease
+/// backend still serves (stored versions need no lease), but says so: a fleet may then fetch a
+/// version more than once.
 async fn readyz(State(app): State<AppState>) -> Response {
+    let lease = app.stasher.lease().status();
     match app.stasher.storage().check().await {
-        Ok(()) => plain_text(StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: storage unreachable");
-            plain_text(StatusCode::SERVICE_UNAVAILABLE, "storage unreachable")
+            plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("storage unreachable; lease {lease}"),
+            )
         }
+        Ok(()) if lease.is_ready() => plain_text(StatusCode::OK, "ready: storage ok, lease ready"),
+        Ok(()) => plain_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("storage ok; lease {lease}"),
+        ),
     }
 }
 
