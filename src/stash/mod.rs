@@ -78,6 +78,7 @@ struct Inner {
     /// Versions upstream recently said do not exist.
     missing: Cache<ModuleVersion, Arc<str>>,
     lists: Cache<ModulePath, Answer<Vec<Version>>>,
+    stored_lists: Cache<ModulePath, Vec<Version>>,
     latest: Cache<ModulePath, Answer<Bytes>>,
     queries: Cache<(ModulePath, VersionQuery), Answer<ModuleVersion>>,
 }
@@ -108,6 +109,7 @@ impl Stasher {
                 zip_sizes: Cache::builder().max_capacity(1_000_000).build(),
                 missing: short_lived(settings.negative_ttl, 100_000),
                 lists: short_lived(settings.list_ttl, 100_000),
+                stored_lists: short_lived(settings.list_ttl, 100_000),
                 latest: short_lived(settings.list_ttl, 100_000),
                 queries: short_lived(settings.list_ttl, 100_000),
             }),
@@ -271,6 +273,7 @@ impl Stasher {
             // The version is committed and served; only the list lags (verify --repair fixes it).
             tracing::warn!(error = %e, "committed, but @v/list could not be updated");
         }
+        inner.stored_lists.invalidate(mv.path()).await;
         // Followers of the live download finish only now: a complete download means stored.
         if let Some(zip) = spooled {
             zip.accept();
@@ -325,7 +328,7 @@ impl Stasher {
                     .await,
             )
         };
-        let stored = inner.storage.read_list(path).await.map_err(err)?.versions;
+        let stored = self.stored_list(path).await?;
         let mut versions = match upstream {
             Some(Ok(Answer::Found(mut from_upstream))) => {
                 from_upstream.extend(stored);
@@ -349,6 +352,19 @@ impl Stasher {
         versions.sort();
         versions.dedup();
         Ok(versions)
+    }
+
+    /// The stored `@v/list`, cached for the list TTL; this process's own commits refresh it at once
+    /// (other replicas' commits show within the TTL, and upstream's list has them anyway).
+    async fn stored_list(&self, path: &ModulePath) -> StashResult<Vec<Version>> {
+        let storage = self.inner.storage.clone();
+        let key = path.clone();
+        self.inner
+            .stored_lists
+            .try_get_with(path.clone(), async move {
+                Ok::<_, StashError>(storage.read_list(&key).await?.versions)
+            })
+            .await
     }
 
     /// `@latest`: upstream's answer (cached briefly), or the highest stored version when upstream fails.
