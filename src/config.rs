@@ -323,7 +323,11 @@ mod tests {
     fn lease_specs_parse() {
         assert_eq!("memory".parse::<LeaseSpec>().unwrap(), LeaseSpec::Memory);
         assert_eq!("storage".parse::<LeaseSpec>().unwrap(), LeaseSpec::Storage);
-        for ok in ["redis://127.0.0.1:6379", "redis://cache:6380/2", "redis://:pw@cache/0"] {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://cache:6380/2",
+            "redis://:pw@cache/0",
+        ] {
             let spec: LeaseSpec = ok.parse().unwrap();
             assert!(matches!(spec, LeaseSpec::Redis(_)), "{ok}");
         }
@@ -349,7 +353,10 @@ mod tests {
         };
         let text = settings.to_toml();
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("lease = \"redis://user:REDACTED@cache:6379/3\""), "{text}");
+        assert!(
+            text.contains("lease = \"redis://user:REDACTED@cache:6379/3\""),
+            "{text}"
+        );
         // The spec keeps the password for connecting.
         let LeaseSpec::Redis(url) = spec else {
             panic!("not redis")

@@ -21,6 +21,39 @@ use crate::module::{ModulePath, ModuleVersion, Version};
 /// Size of the zip of the multipart case: spans three 5 MiB parts.
 const LARGE_ZIP: usize = 12 * 1024 * 1024;
 
+/// Why a suite cannot run on this machine: a service it needs is missing.
+#[derive(Debug)]
+pub struct Skip {
+    /// The missing component (`moto`, `redis-server`).
+    pub component: String,
+    /// What went wrong looking for it.
+    pub reason: String,
+}
+
+impl Skip {
+    /// A skip for want of `component`.
+    pub fn new(component: impl Into<String>, reason: impl Into<String>) -> Skip {
+        Skip {
+            component: component.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reports that `test` did not run: a failure when `MODSTASH_E2E=require` (CI with services),
+    /// otherwise a line on stderr.
+    pub fn report(&self, test: &str) {
+        let (component, reason) = (&self.component, &self.reason);
+        if std::env::var("MODSTASH_E2E").is_ok_and(|v| v == "require") {
+            panic!(
+                "{test} needs {component}, which is unavailable with MODSTASH_E2E=require: {reason}"
+            );
+        }
+        eprintln!(
+            "skipped: {test} needs {component} (set MODSTASH_E2E=require to fail instead): {reason}"
+        );
+    }
+}
+
 /// A storage under test and whatever must live as long as it (servers, temp dirs).
 pub struct StorageFixture {
     /// The storage, empty.
@@ -93,10 +126,17 @@ pub async fn case_put_read_round_trip(storage: &Storage) {
     let body = Bytes::from(pattern(4096));
     storage.put(&key, body.clone()).await.unwrap();
     assert_eq!(storage.read(&key).await.unwrap(), Some(body.clone()));
-    let meta = storage.head(&key).await.unwrap().expect("head of a put object");
+    let meta = storage
+        .head(&key)
+        .await
+        .unwrap()
+        .expect("head of a put object");
     assert_eq!(meta.size, 4096);
     // Overwrite replaces whole.
-    storage.put(&key, Bytes::from_static(b"short")).await.unwrap();
+    storage
+        .put(&key, Bytes::from_static(b"short"))
+        .await
+        .unwrap();
     assert_eq!(
         storage.read(&key).await.unwrap(),
         Some(Bytes::from_static(b"short"))
@@ -108,7 +148,12 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
     let key = layout::internal_key(&["compliance", "missing"]);
     assert_eq!(storage.read(&key).await.unwrap(), None);
     assert!(storage.head(&key).await.unwrap().is_none());
-    assert!(!storage.is_committed(&module_version("v9.9.9")).await.unwrap());
+    assert!(
+        !storage
+            .is_committed(&module_version("v9.9.9"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         storage
             .read_version_file(&module_version("v9.9.9"), VersionFile::Mod)
@@ -121,8 +166,18 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
 /// The second create of one key is refused and leaves the first content.
 pub async fn case_create_twice_second_false(storage: &Storage) {
     let key = layout::internal_key(&["compliance", "create"]);
-    assert!(storage.create(&key, Bytes::from_static(b"one")).await.unwrap());
-    assert!(!storage.create(&key, Bytes::from_static(b"two")).await.unwrap());
+    assert!(
+        storage
+            .create(&key, Bytes::from_static(b"one"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .create(&key, Bytes::from_static(b"two"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         storage.read(&key).await.unwrap(),
         Some(Bytes::from_static(b"one"))
@@ -138,13 +193,22 @@ pub async fn case_commit_protocol(storage: &Storage) {
     storage.commit(&staged).await.unwrap();
     assert!(storage.is_committed(&mv).await.unwrap());
     let read = |file| storage.read_version_file(&mv, file);
-    assert_eq!(read(VersionFile::Info).await.unwrap(), Some(staged.info.clone()));
-    assert_eq!(read(VersionFile::Mod).await.unwrap(), Some(staged.go_mod.clone()));
+    assert_eq!(
+        read(VersionFile::Info).await.unwrap(),
+        Some(staged.info.clone())
+    );
+    assert_eq!(
+        read(VersionFile::Mod).await.unwrap(),
+        Some(staged.go_mod.clone())
+    );
     assert_eq!(
         read(VersionFile::ZipHash).await.unwrap(),
         Some(Bytes::from(staged.zip_hash.clone()))
     );
-    assert_eq!(read(VersionFile::Zip).await.unwrap().as_deref(), Some(&zip[..]));
+    assert_eq!(
+        read(VersionFile::Zip).await.unwrap().as_deref(),
+        Some(&zip[..])
+    );
     // The keys are the GOPROXY tree: the escaped path as a static file server would serve it.
     let info_key = layout::version_key(&mv, VersionFile::Info);
     assert_eq!(info_key.as_ref(), "example.com/!fleet/m/@v/v1.2.3.info");
@@ -163,7 +227,10 @@ pub async fn case_large_multipart_upload(storage: &Storage) {
         Some(LARGE_ZIP as u64)
     );
     let stored = storage.read(&key).await.unwrap().expect("the zip");
-    assert!(stored[..] == zip[..], "the stored zip differs from the upload");
+    assert!(
+        stored[..] == zip[..],
+        "the stored zip differs from the upload"
+    );
 }
 
 /// `stream_range` yields exactly the requested bytes.
@@ -230,7 +297,11 @@ pub async fn case_list_update_with_stale_token(storage: &Storage) {
     let v3 = [version("v1.0.0"), version("v1.2.0")];
     let stale = storage.write_list(&path, &v3, Some(token)).await.unwrap();
     if supports_conditional_update(storage).await {
-        assert_eq!(stale, ListWrite::Conflict, "a stale token overwrote the list");
+        assert_eq!(
+            stale,
+            ListWrite::Conflict,
+            "a stale token overwrote the list"
+        );
         assert_eq!(storage.read_list(&path).await.unwrap().versions, v2);
     } else {
         assert_eq!(stale, ListWrite::Written);
@@ -242,7 +313,10 @@ pub async fn case_list_update_with_stale_token(storage: &Storage) {
 async fn supports_conditional_update(storage: &Storage) -> bool {
     let store = storage.object_store();
     let key = layout::internal_key(&["compliance", "update-support"]);
-    let put = store.put(&key, PutPayload::from_static(b"a")).await.unwrap();
+    let put = store
+        .put(&key, PutPayload::from_static(b"a"))
+        .await
+        .unwrap();
     let opts = PutOptions {
         mode: PutMode::Update(UpdateVersion {
             e_tag: put.e_tag,
@@ -311,9 +385,9 @@ pub async fn case_probe_honours_create(storage: &Storage) {
 
 /// One `#[tokio::test]` per storage contract case for a backend.
 ///
-/// `$make` is an expression of type `impl Future<Output = Option<StorageFixture>>` evaluated
-/// inside a child module of the caller (`use super::*` is in scope); each case gets a fresh,
-/// empty storage from it, and `None` skips the case (the fixture prints why).
+/// `$make` is an expression of type `impl Future<Output = Result<StorageFixture, Skip>>`
+/// evaluated inside a child module of the caller (`use super::*` is in scope); each case gets a
+/// fresh, empty storage from it, and a [`Skip`] is reported under the case's name.
 #[macro_export]
 macro_rules! storage_suite {
     ($name:ident, $make:expr) => {
@@ -321,7 +395,10 @@ macro_rules! storage_suite {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn fixture() -> Option<$crate::storage::compliance::StorageFixture> {
+            async fn fixture() -> Result<
+                $crate::storage::compliance::StorageFixture,
+                $crate::storage::compliance::Skip,
+            > {
                 $make.await
             }
 
@@ -340,8 +417,9 @@ macro_rules! storage_suite {
     (@case $test:ident, $case:ident) => {
         #[tokio::test]
         async fn $test() {
-            let Some(fixture) = fixture().await else {
-                return;
+            let fixture = match fixture().await {
+                Ok(fixture) => fixture,
+                Err(skip) => return skip.report(concat!(module_path!(), "::", stringify!($test))),
             };
             $crate::storage::compliance::$case(&fixture.storage).await;
         }

@@ -319,12 +319,12 @@ pub async fn case_distinct_keys_are_independent(lease: &dyn Lease) {
 
 /// One `#[tokio::test]` per lease contract case for a backend.
 ///
-/// `$make` is an expression of type `impl Future<Output = Option<LeaseFixture>>` evaluated inside
-/// a child module of the caller (`use super::*` is in scope); `None` skips the case (the fixture
-/// prints why).
+/// `$make` is an expression of type `impl Future<Output = Result<LeaseFixture, Skip>>` evaluated
+/// inside a child module of the caller (`use super::*` is in scope); a
+/// [`Skip`](crate::storage::compliance::Skip) is reported under the case's name.
 ///
 /// ```ignore
-/// lease_suite!(memory, async { Some(LeaseFixture::tokio_clock(MemoryLease::new())) });
+/// lease_suite!(memory, async { Ok(LeaseFixture::tokio_clock(MemoryLease::new())) });
 /// ```
 #[macro_export]
 macro_rules! lease_suite {
@@ -333,7 +333,10 @@ macro_rules! lease_suite {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn fixture() -> Option<$crate::stash::lease::compliance::LeaseFixture> {
+            async fn fixture() -> Result<
+                $crate::stash::lease::compliance::LeaseFixture,
+                $crate::storage::compliance::Skip,
+            > {
                 $make.await
             }
 
@@ -350,8 +353,9 @@ macro_rules! lease_suite {
     (@case $test:ident, $case:ident) => {
         #[tokio::test]
         async fn $test() {
-            let Some(fixture) = fixture().await else {
-                return;
+            let fixture = match fixture().await {
+                Ok(fixture) => fixture,
+                Err(skip) => return skip.report(concat!(module_path!(), "::", stringify!($test))),
             };
             fixture.prepare();
             $crate::stash::lease::compliance::$case(&*fixture.lease).await;

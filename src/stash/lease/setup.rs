@@ -71,7 +71,10 @@ pub async fn open(spec: &LeaseSpec, storage: &Storage) -> Result<Arc<dyn Lease>,
 
 /// Opens the lease backend `spec` names from synchronous code, inside or outside a tokio
 /// runtime of either flavour: the checks run on a thread of their own.
-pub fn open_blocking(spec: &LeaseSpec, storage: &Storage) -> Result<Arc<dyn Lease>, LeaseSetupError> {
+pub fn open_blocking(
+    spec: &LeaseSpec,
+    storage: &Storage,
+) -> Result<Arc<dyn Lease>, LeaseSetupError> {
     match spec {
         LeaseSpec::Memory => Ok(Arc::new(MemoryLease::new())),
         LeaseSpec::Storage => {
@@ -84,7 +87,8 @@ pub fn open_blocking(spec: &LeaseSpec, storage: &Storage) -> Result<Arc<dyn Leas
                     source,
                 })?,
             };
-            let probed = on_own_runtime(async move { probe_conditional_writes(&probe_storage).await })?;
+            let probed =
+                on_own_runtime(async move { probe_conditional_writes(&probe_storage).await })?;
             check_storage(storage, probed)?;
             Ok(Arc::new(StorageLease::new(storage.clone())))
         }
@@ -107,7 +111,9 @@ fn check_storage(
     match probed {
         Ok(true) => {
             if matches!(storage.url(), StorageUrl::Memory) {
-                tracing::warn!("lease = \"storage\" over memory:// storage coordinates this process only");
+                tracing::warn!(
+                    "lease = \"storage\" over memory:// storage coordinates this process only"
+                );
             }
             Ok(())
         }

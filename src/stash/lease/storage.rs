@@ -124,7 +124,12 @@ impl StorageLease {
     }
 
     /// Creates a generation; `false` when someone else already created it.
-    async fn create(&self, dir: &Path, generation: u64, record: &Record) -> Result<bool, LeaseError> {
+    async fn create(
+        &self,
+        dir: &Path,
+        generation: u64,
+        record: &Record,
+    ) -> Result<bool, LeaseError> {
         let body = serde_json::to_vec(record).map_err(unavailable)?;
         self.storage
             .create(&generation_key(dir, generation), Bytes::from(body))
@@ -179,7 +184,10 @@ impl Lease for StorageLease {
             return Ok(None);
         }
         if !self.settle(&dir, generation).await? {
-            tracing::debug!(generation, "created a stale generation; the lease is held elsewhere");
+            tracing::debug!(
+                generation,
+                "created a stale generation; the lease is held elsewhere"
+            );
             return Ok(None);
         }
         Ok(Some(Box::new(StorageGuard {
@@ -364,9 +372,11 @@ mod tests {
             );
             assert!(seen.insert(seg.to_owned()), "collision for {key:?}");
         }
-        assert!(StorageLease::key_dir("fetch/example.com/m@v1.0.0")
-            .as_ref()
-            .starts_with(".modstash/leases/fetch_example.com_m_v1.0.0-"));
+        assert!(
+            StorageLease::key_dir("fetch/example.com/m@v1.0.0")
+                .as_ref()
+                .starts_with(".modstash/leases/fetch_example.com_m_v1.0.0-")
+        );
     }
 
     #[test]
