@@ -5,6 +5,9 @@
 //! moto and redis-server are started by `services`; without them those tests print
 //! `skipped: ...` (or fail, with `MODSTASH_E2E=require`).
 
+// A test crate: panicking on a broken fixture is the right failure, helpers included.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod services;
 
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! whole test binary (`shared`, kept in a static that is never dropped) do not outlive it.
 //! A missing program is a [`Skip`], which tests report (or fail on, with `MODSTASH_E2E=require`).
 #![allow(dead_code)] // each test binary uses a part
+// Test support: a fixture that cannot be set up fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

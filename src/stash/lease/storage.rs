@@ -321,7 +321,7 @@ fn generation_key(dir: &Path, generation: u64) -> Path {
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| millis(d))
+        .map(millis)
         .unwrap_or(0)
 }
 
