@@ -532,4 +532,7 @@ async fn s3_storage_opens_from_standard_env_child() {
             .unwrap()
     );
     setup::open(&LeaseSpec::Storage, &storage).await.unwrap();
+    // As `AppState::build` does it: the probe reopens the storage from the environment.
+    let lease = setup::open_blocking(&LeaseSpec::Storage, &storage).unwrap();
+    assert_eq!(lease.name(), "storage");
 }

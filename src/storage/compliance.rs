@@ -48,7 +48,9 @@ impl Skip {
                 "{test} needs {component}, which is unavailable with MODSTASH_E2E=require: {reason}"
             );
         }
-        eprintln!(
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: {test} needs {component} (set MODSTASH_E2E=require to fail instead): {reason}"
         );
     }

@@ -116,7 +116,9 @@ impl MotoServer {
             .map_err(|e| {
                 Skip::new(
                     "moto",
-                    format!("cannot run moto_server ({e}); pip install 'moto[server]'"),
+                    format!(
+                        "cannot run moto_server ({e}); pip install 'moto[s3]' flask flask-cors"
+                    ),
                 )
             })?;
         let watchdog = watchdog(child.id());
