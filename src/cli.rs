@@ -94,6 +94,21 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight requests [default: 30s].
     #[arg(long, env = "MODSTASH_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Bytes of small files (.info, .mod) kept in memory [default: 67108864].
+    #[arg(long, env = "MODSTASH_MEMORY_CACHE_BYTES")]
+    pub memory_cache_bytes: Option<u64>,
+    /// Bytes per range request when streaming zips from remote storage [default: 8388608].
+    #[arg(long, env = "MODSTASH_STORAGE_READ_CHUNK")]
+    pub storage_read_chunk: Option<u64>,
+    /// Range requests in flight per zip download from remote storage [default: 4].
+    #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
+    pub storage_read_window: Option<usize>,
+    /// Benchmarks only: latency added to every storage read, to stand in for a remote bucket.
+    #[arg(long, env = "MODSTASH_INJECT_STORAGE_LATENCY", value_parser = parse_duration, hide = true)]
+    pub inject_storage_latency: Option<Duration>,
+    /// Benchmarks only: per-request storage read bandwidth in bytes/s (S3-like per-connection limits).
+    #[arg(long, env = "MODSTASH_INJECT_STORAGE_BANDWIDTH", hide = true)]
+    pub inject_storage_bandwidth: Option<u64>,
 }
 
 impl ServeArgs {
@@ -163,6 +178,20 @@ impl ServeArgs {
                 "shutdown-grace",
                 d.shutdown_grace,
             )?,
+            memory_cache_bytes: self
+                .memory_cache_bytes
+                .or(file.memory_cache_bytes)
+                .unwrap_or(d.memory_cache_bytes),
+            storage_read_chunk: self
+                .storage_read_chunk
+                .or(file.storage_read_chunk)
+                .unwrap_or(d.storage_read_chunk),
+            storage_read_window: self
+                .storage_read_window
+                .or(file.storage_read_window)
+                .unwrap_or(d.storage_read_window),
+            inject_storage_latency: self.inject_storage_latency.unwrap_or_default(),
+            inject_storage_bandwidth: self.inject_storage_bandwidth.unwrap_or_default(),
         };
         settings.validate()?;
         Ok(settings)

@@ -132,6 +132,16 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Bytes of small files (`.info`, `.mod`) kept in memory.
+    pub memory_cache_bytes: u64,
+    /// Bytes per range request when streaming large objects from remote storage.
+    pub storage_read_chunk: u64,
+    /// Range requests in flight per download from remote storage.
+    pub storage_read_window: usize,
+    /// Benchmarks only: latency added to every storage read (zero: none).
+    pub inject_storage_latency: Duration,
+    /// Benchmarks only: per-request read bandwidth of storage in bytes/s (zero: unlimited).
+    pub inject_storage_bandwidth: u64,
 }
 
 impl Default for Settings {
@@ -149,6 +159,11 @@ impl Default for Settings {
             lease: LeaseSpec::Memory,
             lease_ttl: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            memory_cache_bytes: 64 * 1024 * 1024,
+            storage_read_chunk: crate::storage::RangeReadOptions::default().chunk_size,
+            storage_read_window: crate::storage::RangeReadOptions::default().window,
+            inject_storage_latency: Duration::ZERO,
+            inject_storage_bandwidth: 0,
         }
     }
 }
@@ -181,6 +196,12 @@ pub struct FileSettings {
     pub lease_ttl: Option<String>,
     /// See [`Settings::shutdown_grace`].
     pub shutdown_grace: Option<String>,
+    /// See [`Settings::memory_cache_bytes`].
+    pub memory_cache_bytes: Option<u64>,
+    /// See [`Settings::storage_read_chunk`].
+    pub storage_read_chunk: Option<u64>,
+    /// See [`Settings::storage_read_window`].
+    pub storage_read_window: Option<usize>,
 }
 
 impl FileSettings {
@@ -261,6 +282,12 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        if self.storage_read_chunk < 64 * 1024 || self.storage_read_window == 0 {
+            return Err(ConfigError::Invalid {
+                name: "storage-read-chunk",
+                message: "chunks must be at least 64 KiB and the window at least 1".into(),
+            });
+        }
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 name: "lease-ttl",
@@ -295,10 +322,14 @@ impl Settings {
         for (k, v) in lines {
             out.push_str(&format!("{k} = {v:?}\n"));
         }
-        out.push_str(&format!(
-            "upstream-concurrency = {}\n",
-            self.upstream_concurrency
-        ));
+        for (k, v) in [
+            ("upstream-concurrency", self.upstream_concurrency as u64),
+            ("memory-cache-bytes", self.memory_cache_bytes),
+            ("storage-read-chunk", self.storage_read_chunk),
+            ("storage-read-window", self.storage_read_window as u64),
+        ] {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
         out
     }
 }

@@ -21,7 +21,7 @@ pub use error::{HttpError, plain_text};
 use crate::config::{LeaseSpec, Settings};
 use crate::stash::Stasher;
 use crate::stash::lease::{Lease, MemoryLease};
-use crate::storage::Storage;
+use crate::storage::{RangeReadOptions, Storage};
 use crate::upstream::UpstreamClient;
 
 /// Errors that stop the server from starting or running.
@@ -50,8 +50,12 @@ impl AppState {
         settings
             .validate()
             .map_err(|e| ServeError::Setup(e.to_string()))?;
-        let storage =
-            Storage::open(&settings.storage).map_err(|e| ServeError::Setup(e.to_string()))?;
+        let storage = Storage::open(&settings.storage)
+            .map_err(|e| ServeError::Setup(e.to_string()))?
+            .with_range_reads(RangeReadOptions {
+                chunk_size: settings.storage_read_chunk,
+                window: settings.storage_read_window,
+            });
         let upstream =
             UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
         let lease: Arc<dyn Lease> = match &settings.lease {
@@ -96,13 +100,24 @@ async fn healthz() -> Response {
     plain_text(StatusCode::OK, "ok")
 }
 
+/// Ready when storage answers and the lease backend is in use as configured. A degraded lease
+/// backend still serves (stored versions need no lease), but says so: a fleet may then fetch a
+/// version more than once.
 async fn readyz(State(app): State<AppState>) -> Response {
+    let lease = app.stasher.lease().status();
     match app.stasher.storage().check().await {
-        Ok(()) => plain_text(StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: storage unreachable");
-            plain_text(StatusCode::SERVICE_UNAVAILABLE, "storage unreachable")
+            plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("storage unreachable; lease {lease}"),
+            )
         }
+        Ok(()) if lease.is_ready() => plain_text(StatusCode::OK, "ready: storage ok, lease ready"),
+        Ok(()) => plain_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("storage ok; lease {lease}"),
+        ),
     }
 }
 

@@ -4,7 +4,9 @@ use std::ops::Range;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,6 +17,8 @@ use super::respond::{
     Conditions, Freshness, RangeSource, bytes_response, content_type, etag_of, stream_response,
 };
 use crate::module::{ModulePath, ModuleVersion, ProxyRequest, VersionRef, parse_proxy_path};
+use crate::stash::ZipSource;
+use crate::stash::live::{LiveZip, follow};
 use crate::storage::{Storage, VersionFile, layout};
 
 /// Every path that is not one of our own endpoints is a GOPROXY request.
@@ -73,13 +77,7 @@ async fn stored_small(
     file: VersionFile,
     freshness: Freshness,
 ) -> Result<Response, HttpError> {
-    app.stasher.ensure(mv).await?;
-    let bytes = app
-        .stasher
-        .storage()
-        .read_version_file(mv, file)
-        .await?
-        .ok_or_else(|| HttpError::Incomplete(format!("{mv}.{}", file.extension())))?;
+    let bytes = app.stasher.read_file(mv, file).await?;
     let (content_type, etag) = match file {
         VersionFile::Info => (content_type::JSON, None),
         _ => (content_type::TEXT, Some(immutable_etag(mv, file))),
@@ -92,26 +90,55 @@ async fn stored_zip(
     cond: &Conditions<'_>,
     mv: &ModuleVersion,
 ) -> Result<Response, HttpError> {
-    app.stasher.ensure(mv).await?;
+    let etag = immutable_etag(mv, VersionFile::Zip);
+    // A plain GET may follow a download in progress; HEAD and Range need the stored size.
+    let plain_get = cond.method == Method::GET && !cond.headers.contains_key(header::RANGE);
+    if plain_get {
+        if let ZipSource::Live(live) = app.stasher.zip(mv).await? {
+            return Ok(live_response(live, etag));
+        }
+    } else {
+        app.stasher.ensure(mv).await?;
+    }
     let storage = app.stasher.storage();
     let key = layout::version_key(mv, VersionFile::Zip);
-    let meta = storage
-        .head(&key)
-        .await?
-        .ok_or_else(|| HttpError::Incomplete(format!("{mv}.zip")))?;
+    let size = app.stasher.zip_size(mv).await?;
     let source = StoredObject {
         storage: storage.clone(),
         key,
     };
     stream_response(
         cond,
-        meta.size,
+        size,
         source,
         content_type::ZIP,
         Freshness::Immutable,
-        immutable_etag(mv, VersionFile::Zip),
+        etag,
     )
     .await
+}
+
+fn live_response(live: Arc<LiveZip>, etag: String) -> Response {
+    let length = live.content_length;
+    let mut response = Response::new(Body::from_stream(follow(live)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type::ZIP),
+    );
+    // This answer is live, but a range request that follows is served from storage.
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(Freshness::IMMUTABLE_HEADER),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    response
 }
 
 /// A canonical version's file never changes, so its name is a stable validator on every replica.

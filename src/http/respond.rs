@@ -20,9 +20,12 @@ pub enum Freshness {
 }
 
 impl Freshness {
+    /// `Cache-Control` of immutable files.
+    pub const IMMUTABLE_HEADER: &'static str = "public, max-age=31536000, immutable";
+
     fn header(self) -> String {
         match self {
-            Freshness::Immutable => "public, max-age=31536000, immutable".into(),
+            Freshness::Immutable => Self::IMMUTABLE_HEADER.into(),
             Freshness::Short(d) => format!("public, max-age={}", d.as_secs()),
         }
     }

@@ -1,15 +1,18 @@
 //! The leader's fetch: `.info`, `.mod` and `.zip` concurrently and fail-fast, checked, ready to commit.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 use super::error::StashError;
+use super::live::{LiveSlot, LiveZip, SpoolState};
 use crate::module::{ModuleVersion, ZipLimits, check_zip_file};
-use crate::storage::StagedVersion;
+use crate::storage::{StagedVersion, StorageError};
 use crate::upstream::UpstreamClient;
 
 /// The fields of `.info` we rely on.
@@ -47,9 +50,11 @@ fn httpdate_rfc3339_ok(t: &str) -> bool {
         && b[..4].iter().all(u8::is_ascii_digit)
 }
 
-/// A zip spooled to a local temporary file; the file is deleted when this is dropped.
+/// A zip spooled to a local temporary file; the file is deleted when this and every follower
+/// are dropped. Dropping it without [`SpooledZip::accept`] tells followers the zip failed.
 pub struct SpooledZip {
-    file: tempfile::TempPath,
+    file: Arc<tempfile::TempPath>,
+    progress: watch::Sender<SpoolState>,
     /// Bytes written.
     pub size: u64,
 }
@@ -58,6 +63,11 @@ impl SpooledZip {
     /// Where the zip is.
     pub fn path(&self) -> &Path {
         &self.file
+    }
+
+    /// The zip passed its checks and is committed: followers may send the last byte.
+    pub fn accept(&self) {
+        self.progress.send_modify(|s| s.verdict = Some(true));
     }
 }
 
@@ -69,11 +79,28 @@ pub async fn fetch_version(
     mv: &ModuleVersion,
     spool_dir: &Path,
     limits: &ZipLimits,
+    live: &LiveSlot,
 ) -> Result<(StagedVersion, SpooledZip), StashError> {
-    let (info, go_mod, zip) = tokio::try_join!(
-        fetch_info(upstream, mv),
-        async { Ok::<_, StashError>(upstream.go_mod(mv).await?) },
-        spool_zip(upstream, mv, spool_dir, limits.max_zip_size),
+    // Followers see the zip only once `.info` and `.mod` arrived: a version whose metadata
+    // fails is then a clean 502 for everyone, not a transfer broken halfway.
+    let (metadata_ok, metadata_ok_rx) = watch::channel(false);
+    let metadata = async {
+        let both = tokio::try_join!(fetch_info(upstream, mv), async {
+            Ok::<_, StashError>(upstream.go_mod(mv).await?)
+        })?;
+        metadata_ok.send_replace(true);
+        Ok::<_, StashError>(both)
+    };
+    let ((info, go_mod), zip) = tokio::try_join!(
+        metadata,
+        spool_zip(
+            upstream,
+            mv,
+            spool_dir,
+            limits.max_zip_size,
+            live,
+            metadata_ok_rx
+        ),
     )?;
 
     let zip_path: PathBuf = zip.path().to_owned();
@@ -119,6 +146,8 @@ async fn spool_zip(
     mv: &ModuleVersion,
     spool_dir: &Path,
     max_size: u64,
+    live: &LiveSlot,
+    mut metadata_ok: watch::Receiver<bool>,
 ) -> Result<SpooledZip, StashError> {
     let mut body = upstream.zip(mv).await?;
     if body.content_length.is_some_and(|n| n > max_size) {
@@ -130,11 +159,36 @@ async fn spool_zip(
         .prefix(".modstash-spool-")
         .suffix(".zip")
         .tempfile_in(spool_dir)
-        .map_err(crate::storage::StorageError::from)?
+        .map_err(StorageError::from)?
         .into_parts();
+    let path = Arc::new(path);
+    let (progress, state) = watch::channel(SpoolState::default());
+    let mut announcement = Some(Arc::new(LiveZip {
+        file: Arc::clone(&path),
+        content_length: body.content_length,
+        state,
+    }));
     let mut file = tokio::fs::File::from_std(file);
     let mut size: u64 = 0;
-    while let Some(chunk) = body.stream.next().await {
+    loop {
+        if *metadata_ok.borrow()
+            && let Some(zip) = announcement.take()
+        {
+            live.publish(zip);
+        }
+        let chunk = tokio::select! {
+            chunk = body.stream.next() => chunk,
+            changed = metadata_ok.changed(), if announcement.is_some() => {
+                if changed.is_err() {
+                    // The metadata side ended without success; try_join is cancelling us.
+                    std::future::pending::<()>().await;
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else {
+            break;
+        };
         let chunk = chunk?;
         size += chunk.len() as u64;
         if size > max_size {
@@ -142,13 +196,11 @@ async fn spool_zip(
                 "{mv}: zip is larger than {max_size} bytes"
             )));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(crate::storage::StorageError::from)?;
+        file.write_all(&chunk).await.map_err(StorageError::from)?;
+        // Followers read the file through their own handle: publish only flushed bytes.
+        file.flush().await.map_err(StorageError::from)?;
+        progress.send_modify(|s| s.written = size);
     }
-    file.flush()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
     if let Some(expected) = body.content_length
         && expected != size
     {
@@ -156,7 +208,11 @@ async fn spool_zip(
             "{mv}: zip body has {size} bytes, Content-Length said {expected}"
         )));
     }
-    Ok(SpooledZip { file: path, size })
+    Ok(SpooledZip {
+        file: path,
+        progress,
+        size,
+    })
 }
 
 #[cfg(test)]

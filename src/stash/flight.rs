@@ -21,12 +21,36 @@ pub struct FlightAborted;
 
 type SharedResult<V> = Shared<BoxFuture<'static, Result<V, FlightAborted>>>;
 
-/// A map of in-flight tasks by key.
-pub struct Flight<K, V> {
-    inflight: Arc<DashMap<K, SharedResult<V>>>,
+struct InFlight<V, P> {
+    result: SharedResult<V>,
+    progress: Arc<P>,
 }
 
-impl<K, V> Default for Flight<K, V>
+impl<V, P> Clone for InFlight<V, P> {
+    fn clone(&self) -> Self {
+        InFlight {
+            result: self.result.clone(),
+            progress: Arc::clone(&self.progress),
+        }
+    }
+}
+
+/// A caller's place in a flight.
+pub struct Joined<V, P> {
+    /// True for the caller that started the task.
+    pub leader: bool,
+    /// Progress the task publishes while it runs (e.g. a live download), shared by all callers.
+    pub progress: Arc<P>,
+    /// The task's result.
+    pub result: SharedResult<V>,
+}
+
+/// A map of in-flight tasks by key. `P` is progress the task publishes to its waiters.
+pub struct Flight<K, V, P = ()> {
+    inflight: Arc<DashMap<K, InFlight<V, P>>>,
+}
+
+impl<K, V, P> Default for Flight<K, V, P>
 where
     K: Eq + Hash,
 {
@@ -37,10 +61,11 @@ where
     }
 }
 
-impl<K, V> Flight<K, V>
+impl<K, V, P> Flight<K, V, P>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    P: Default + Send + Sync + 'static,
 {
     /// Runs `work` for `key` unless a task for it is already running, then waits for that task's result.
     /// Returns whether this call started the task (the leader) with the result.
@@ -51,14 +76,33 @@ where
         work: F,
     ) -> (bool, Result<V, FlightAborted>)
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Arc<P>) -> Fut,
         Fut: Future<Output = V> + Send + 'static,
     {
-        let (leader, shared) = match self.inflight.entry(key.clone()) {
-            Entry::Occupied(e) => (false, e.get().clone()),
+        let joined = self.join(key, span, work);
+        (joined.leader, joined.result.await)
+    }
+
+    /// Starts `work` for `key` unless a task for it is already running, and returns the caller's
+    /// place in it without waiting.
+    pub fn join<F, Fut>(&self, key: K, span: tracing::Span, work: F) -> Joined<V, P>
+    where
+        F: FnOnce(Arc<P>) -> Fut,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        match self.inflight.entry(key.clone()) {
+            Entry::Occupied(e) => {
+                let f = e.get().clone();
+                Joined {
+                    leader: false,
+                    progress: f.progress,
+                    result: f.result,
+                }
+            }
             Entry::Vacant(slot) => {
                 let map = Arc::clone(&self.inflight);
-                let fut = work();
+                let progress = Arc::new(P::default());
+                let fut = work(Arc::clone(&progress));
                 let task = tokio::spawn(
                     async move {
                         let value = fut.await;
@@ -69,12 +113,18 @@ where
                     }
                     .instrument(span),
                 );
-                let shared = task.map(|r| r.map_err(|_| FlightAborted)).boxed().shared();
-                slot.insert(shared.clone());
-                (true, shared)
+                let result = task.map(|r| r.map_err(|_| FlightAborted)).boxed().shared();
+                slot.insert(InFlight {
+                    result: result.clone(),
+                    progress: Arc::clone(&progress),
+                });
+                Joined {
+                    leader: true,
+                    progress,
+                    result,
+                }
             }
-        };
-        (leader, shared.await)
+        }
     }
 
     /// Number of keys in flight (for metrics and tests).
@@ -108,7 +158,7 @@ mod tests {
                 // Counting and joining happen in one poll: no await point between them.
                 arrived.fetch_add(1, Ordering::SeqCst);
                 flight
-                    .run("k", tracing::Span::none(), move || async move {
+                    .run("k", tracing::Span::none(), move |_| async move {
                         gate.notified().await;
                         runs.fetch_add(1, Ordering::SeqCst) + 41
                     })
@@ -141,7 +191,7 @@ mod tests {
             let flight = flight.clone();
             async move {
                 flight
-                    .run(1, tracing::Span::none(), move || async move {
+                    .run(1, tracing::Span::none(), move |_| async move {
                         g.notified().await;
                         d.notify_one();
                         7
@@ -166,13 +216,13 @@ mod tests {
     async fn a_failed_run_is_not_remembered() {
         let flight: Flight<u8, Result<u8, String>> = Flight::default();
         let (_, first) = flight
-            .run(1, tracing::Span::none(), || async {
+            .run(1, tracing::Span::none(), |_| async {
                 Err("boom".to_owned())
             })
             .await;
         assert!(first.unwrap().is_err());
         let (leader, second) = flight
-            .run(1, tracing::Span::none(), || async { Ok(2) })
+            .run(1, tracing::Span::none(), |_| async { Ok(2) })
             .await;
         assert!(leader);
         assert_eq!(second.unwrap(), Ok(2));

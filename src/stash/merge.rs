@@ -10,6 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
+use std::time::Duration;
+
+use super::error::StashError;
+use super::lease::Lease;
 use crate::module::{ModulePath, Version};
 use crate::storage::{ListWrite, Storage, StorageError};
 
@@ -22,25 +26,33 @@ struct ModuleQueue {
     writer: tokio::sync::Mutex<()>,
 }
 
+/// How long a writer holds the list lock; a list write takes milliseconds.
+const LIST_LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long a writer waits for the list lock before giving up (the list then lags, nothing else).
+const LIST_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// Coalesces appends to each module's `@v/list`.
 #[derive(Clone)]
 pub struct ListMerger {
     storage: Storage,
+    lease: Arc<dyn Lease>,
     queues: Arc<DashMap<ModulePath, Arc<ModuleQueue>>>,
 }
 
 impl ListMerger {
-    /// A merger writing to `storage`.
-    pub fn new(storage: Storage) -> Self {
+    /// A merger writing to `storage`. Where storage has no conditional update (local files), the
+    /// read-merge-write runs under `lease`, so replicas sharing a directory serialise on it.
+    pub fn new(storage: Storage, lease: Arc<dyn Lease>) -> Self {
         ListMerger {
             storage,
+            lease,
             queues: Arc::new(DashMap::new()),
         }
     }
 
     /// Adds `version` to the module's `@v/list`; returns once it is written (by us or by a
     /// concurrent writer that took it along).
-    pub async fn append(&self, path: &ModulePath, version: Version) -> Result<(), StorageError> {
+    pub async fn append(&self, path: &ModulePath, version: Version) -> Result<(), StashError> {
         let queue = Arc::clone(self.queues.entry(path.clone()).or_default().value());
         lock(&queue.pending).insert(version);
         let result = {
@@ -66,6 +78,37 @@ impl ListMerger {
     }
 
     async fn write_merged(
+        &self,
+        path: &ModulePath,
+        batch: &BTreeSet<Version>,
+    ) -> Result<(), StashError> {
+        if self.storage.has_conditional_update() {
+            return Ok(self.write_conditionally(path, batch).await?);
+        }
+        let key = format!("list/{}", path.escaped());
+        let deadline = tokio::time::Instant::now() + LIST_LOCK_WAIT;
+        let mut backoff = Duration::from_millis(5);
+        let guard = loop {
+            if let Some(guard) = self.lease.try_acquire(&key, LIST_LOCK_TTL).await? {
+                break guard;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StashError::Storage(StorageError::Corrupt {
+                    key: format!("{}/@v/list", path.escaped()),
+                    reason: format!("list lock still held after {LIST_LOCK_WAIT:?}"),
+                }));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        };
+        let written = self.write_conditionally(path, batch).await;
+        if let Err(e) = guard.release().await {
+            tracing::warn!(error = %e, "list lock release failed; it will expire");
+        }
+        Ok(written?)
+    }
+
+    async fn write_conditionally(
         &self,
         path: &ModulePath,
         batch: &BTreeSet<Version>,
@@ -98,12 +141,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stash::lease::MemoryLease;
     use crate::storage::StorageUrl;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_lose_nothing() {
         let storage = Storage::open(&StorageUrl::Memory).unwrap();
-        let merger = ListMerger::new(storage.clone());
+        let merger = ListMerger::new(storage.clone(), Arc::new(MemoryLease::new()));
         let path = ModulePath::parse("example.com/m").unwrap();
         let mut tasks = Vec::new();
         for i in 0..100 {
@@ -131,9 +175,10 @@ mod tests {
     async fn two_mergers_over_one_store_lose_nothing() {
         // Two mergers stand for two replicas: only the conditional write keeps them honest.
         let storage = Storage::open(&StorageUrl::Memory).unwrap();
+        // Separate lease tables: nothing but the conditional write keeps them from losing versions.
         let (a, b) = (
-            ListMerger::new(storage.clone()),
-            ListMerger::new(storage.clone()),
+            ListMerger::new(storage.clone(), Arc::new(MemoryLease::new())),
+            ListMerger::new(storage.clone(), Arc::new(MemoryLease::new())),
         );
         let path = ModulePath::parse("example.com/m").unwrap();
         let mut tasks = Vec::new();
@@ -150,5 +195,34 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(storage.read_list(&path).await.unwrap().versions.len(), 60);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mergers_over_local_files_serialise_on_the_lease() {
+        // Local files cannot compare-and-swap: two mergers sharing a directory and a lease
+        // backend (as replicas share a storage lease) still lose nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&StorageUrl::File(dir.path().to_owned())).unwrap();
+        assert!(!storage.has_conditional_update());
+        let lease: Arc<dyn Lease> = Arc::new(MemoryLease::new());
+        let (a, b) = (
+            ListMerger::new(storage.clone(), lease.clone()),
+            ListMerger::new(storage.clone(), lease),
+        );
+        let path = ModulePath::parse("example.com/m").unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let merger = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let path = path.clone();
+            tasks.push(tokio::spawn(async move {
+                merger
+                    .append(&path, Version::parse(&format!("v0.{i}.0")).unwrap())
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(storage.read_list(&path).await.unwrap().versions.len(), 40);
     }
 }

@@ -6,6 +6,7 @@ mod error;
 pub mod fetch;
 pub mod flight;
 pub mod lease;
+pub mod live;
 pub mod merge;
 
 use std::path::PathBuf;
@@ -16,8 +17,9 @@ use bytes::Bytes;
 use moka::future::Cache;
 
 pub use error::StashError;
-use flight::Flight;
+use flight::{Flight, Joined};
 use lease::{Lease, LeaseError, LeaseGuard};
+use live::{LiveSlot, LiveZip};
 use merge::ListMerger;
 
 use crate::config::Settings;
@@ -44,6 +46,14 @@ fn answer<T>(r: Result<T, UpstreamError>) -> Result<Answer<T>, StashError> {
     }
 }
 
+/// Where a zip is served from.
+pub enum ZipSource {
+    /// Committed in storage.
+    Stored,
+    /// Being downloaded right now: follow the spool file.
+    Live(Arc<LiveZip>),
+}
+
 /// Fetch-once front of storage and upstream.
 #[derive(Clone)]
 pub struct Stasher {
@@ -55,12 +65,16 @@ struct Inner {
     upstream: UpstreamClient,
     lease: Arc<dyn Lease>,
     lease_ttl: Duration,
-    flight: Flight<ModuleVersion, StashResult<()>>,
+    flight: Flight<ModuleVersion, StashResult<()>, LiveSlot>,
     merger: ListMerger,
     spool_dir: PathBuf,
     limits: ZipLimits,
     /// Versions known to be committed: immutable, so never stale.
     committed: Cache<ModuleVersion, ()>,
+    /// Small committed files, weighed by size.
+    small_files: Cache<(ModuleVersion, VersionFile), Bytes>,
+    /// Sizes of committed zips.
+    zip_sizes: Cache<ModuleVersion, u64>,
     /// Versions upstream recently said do not exist.
     missing: Cache<ModuleVersion, Arc<str>>,
     lists: Cache<ModulePath, Answer<Vec<Version>>>,
@@ -78,7 +92,7 @@ impl Stasher {
     ) -> Stasher {
         Stasher {
             inner: Arc::new(Inner {
-                merger: ListMerger::new(storage.clone()),
+                merger: ListMerger::new(storage.clone(), Arc::clone(&lease)),
                 storage,
                 upstream,
                 lease,
@@ -87,6 +101,11 @@ impl Stasher {
                 spool_dir: std::env::temp_dir(),
                 limits: ZipLimits::default(),
                 committed: Cache::builder().max_capacity(1_000_000).build(),
+                small_files: Cache::builder()
+                    .max_capacity(settings.memory_cache_bytes)
+                    .weigher(|_, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                    .build(),
+                zip_sizes: Cache::builder().max_capacity(1_000_000).build(),
                 missing: short_lived(settings.negative_ttl, 100_000),
                 lists: short_lived(settings.list_ttl, 100_000),
                 latest: short_lived(settings.list_ttl, 100_000),
@@ -107,16 +126,56 @@ impl Stasher {
 
     /// Makes sure `mv` is committed in storage, fetching it once if needed.
     pub async fn ensure(&self, mv: &ModuleVersion) -> StashResult<()> {
+        match self.check_or_join(mv).await? {
+            None => Ok(()),
+            Some(joined) => self.finish(mv, joined.result.await).await,
+        }
+    }
+
+    /// Where to read the zip of `mv` from: storage once committed, or, while a fetch is under
+    /// way, the live download (the first byte arrives before the zip is stored).
+    pub async fn zip(&self, mv: &ModuleVersion) -> StashResult<ZipSource> {
+        let Some(joined) = self.check_or_join(mv).await? else {
+            return Ok(ZipSource::Stored);
+        };
+        let mut announced = joined.progress.subscribe();
+        let mut result = joined.result;
+        loop {
+            if let Some(live) = announced.borrow_and_update().clone() {
+                return Ok(ZipSource::Live(live));
+            }
+            tokio::select! {
+                r = &mut result => {
+                    self.finish(mv, r).await?;
+                    return Ok(ZipSource::Stored);
+                }
+                changed = announced.changed() => {
+                    if changed.is_err() {
+                        // The flight ended without a live zip; its result says how.
+                        let r = result.await;
+                        self.finish(mv, r).await?;
+                        return Ok(ZipSource::Stored);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `None` when `mv` is committed; otherwise this caller's place in the fetch of `mv`.
+    async fn check_or_join(
+        &self,
+        mv: &ModuleVersion,
+    ) -> StashResult<Option<Joined<StashResult<()>, LiveSlot>>> {
         let inner = &self.inner;
         if inner.committed.contains_key(mv) {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(reason) = inner.missing.get(mv).await {
             return Err(Arc::new(StashError::NotFound(reason.to_string())));
         }
         if inner.storage.is_committed(mv).await.map_err(err)? {
             inner.committed.insert(mv.clone(), ()).await;
-            return Ok(());
+            return Ok(None);
         }
         if inner.upstream.is_off() {
             return Err(Arc::new(StashError::NotFound(format!(
@@ -126,20 +185,23 @@ impl Stasher {
         let span = tracing::info_span!("fetch", module_version = %mv);
         let this = self.clone();
         let key = mv.clone();
-        let (leader, result) = inner
-            .flight
-            .run(
-                mv.clone(),
-                span,
-                move || async move { this.lead(&key).await },
-            )
-            .await;
-        tracing::debug!(leader, "flight finished");
+        let joined = inner.flight.join(mv.clone(), span, move |live| async move {
+            this.lead(&key, &live).await
+        });
+        tracing::debug!(leader = joined.leader, "joined fetch");
+        Ok(Some(joined))
+    }
+
+    async fn finish(
+        &self,
+        mv: &ModuleVersion,
+        result: Result<StashResult<()>, flight::FlightAborted>,
+    ) -> StashResult<()> {
         let result = result.map_err(|_| Arc::new(StashError::Aborted))?;
         if let Err(e) = &result
             && let StashError::NotFound(reason) = e.as_ref()
         {
-            inner
+            self.inner
                 .missing
                 .insert(mv.clone(), reason.as_str().into())
                 .await;
@@ -147,8 +209,42 @@ impl Stasher {
         result
     }
 
+    /// A small file (`.info`, `.mod`, `.ziphash`) of `mv`, fetched once if needed, served from a
+    /// bounded in-memory cache (a committed file never changes, so the cache is never stale).
+    pub async fn read_file(&self, mv: &ModuleVersion, file: VersionFile) -> StashResult<Bytes> {
+        self.ensure(mv).await?;
+        let storage = self.inner.storage.clone();
+        let key = mv.clone();
+        self.inner
+            .small_files
+            .try_get_with((mv.clone(), file), async move {
+                storage
+                    .read_version_file(&key, file)
+                    .await?
+                    .ok_or_else(|| incomplete(&key, file))
+            })
+            .await
+    }
+
+    /// The stored size of the zip of `mv`, fetched once if needed.
+    pub async fn zip_size(&self, mv: &ModuleVersion) -> StashResult<u64> {
+        self.ensure(mv).await?;
+        let storage = self.inner.storage.clone();
+        let key = mv.clone();
+        self.inner
+            .zip_sizes
+            .try_get_with(mv.clone(), async move {
+                storage
+                    .head(&crate::storage::layout::version_key(&key, VersionFile::Zip))
+                    .await?
+                    .map(|meta| meta.size)
+                    .ok_or_else(|| incomplete(&key, VersionFile::Zip))
+            })
+            .await
+    }
+
     /// The flight leader: takes the fleet-wide lease, fetches, commits, lists.
-    async fn lead(&self, mv: &ModuleVersion) -> StashResult<()> {
+    async fn lead(&self, mv: &ModuleVersion, live: &LiveSlot) -> StashResult<()> {
         let inner = &self.inner;
         let key = format!("fetch/{}@{}", mv.path().escaped(), mv.version().escaped());
         let mut backoff = Duration::from_millis(20);
@@ -167,37 +263,40 @@ impl Stasher {
                 Err(e) => return Err(err(e)),
             }
         };
-        let result = self.fetch_under_lease(mv, guard).await;
-        if result.is_ok() {
-            inner.committed.insert(mv.clone(), ()).await;
-            if !mv.version().is_pseudo()
-                && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await
-            {
-                // The version is committed and served; only the list lags (verify --repair fixes it).
-                tracing::warn!(error = %e, "committed, but @v/list could not be updated");
-            }
+        let spooled = self.fetch_under_lease(mv, guard, live).await?;
+        inner.committed.insert(mv.clone(), ()).await;
+        if !mv.version().is_pseudo()
+            && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await
+        {
+            // The version is committed and served; only the list lags (verify --repair fixes it).
+            tracing::warn!(error = %e, "committed, but @v/list could not be updated");
         }
-        result
+        // Followers of the live download finish only now: a complete download means stored.
+        if let Some(zip) = spooled {
+            zip.accept();
+        }
+        Ok(())
     }
 
     async fn fetch_under_lease(
         &self,
         mv: &ModuleVersion,
         mut guard: Box<dyn LeaseGuard>,
-    ) -> StashResult<()> {
+        live: &LiveSlot,
+    ) -> StashResult<Option<fetch::SpooledZip>> {
         let inner = &self.inner;
         let work = async {
             // Another holder may have committed between our check and our acquire.
             if inner.storage.is_committed(mv).await? {
-                return Ok(());
+                return Ok(None);
             }
-            let (staged, _spool) =
-                fetch::fetch_version(&inner.upstream, mv, &inner.spool_dir, &inner.limits)
+            let (staged, spooled) =
+                fetch::fetch_version(&inner.upstream, mv, &inner.spool_dir, &inner.limits, live)
                     .await
                     .map_err(not_found_reason)?;
             inner.storage.commit(&staged).await?;
             tracing::info!("stashed");
-            Ok::<(), StashError>(())
+            Ok::<_, StashError>(Some(spooled))
         };
         let result = tokio::select! {
             r = work => r,
@@ -387,6 +486,13 @@ fn not_found_reason(e: StashError) -> StashError {
         StashError::Upstream(u) if u.is_not_found() => StashError::NotFound(u.to_string()),
         other => other,
     }
+}
+
+fn incomplete(mv: &ModuleVersion, file: VersionFile) -> StashError {
+    StashError::Storage(crate::storage::StorageError::Corrupt {
+        key: format!("{mv}.{}", file.extension()),
+        reason: "the version is committed but this file is missing".into(),
+    })
 }
 
 fn err(e: impl Into<StashError>) -> Arc<StashError> {

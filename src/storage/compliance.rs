@@ -152,13 +152,13 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
     assert!(storage.head(&key).await.unwrap().is_none());
     assert!(
         !storage
-            .is_committed(&module_version("v9.9.9"))
+            .is_committed(&module_version("v1.9.9"))
             .await
             .unwrap()
     );
     assert_eq!(
         storage
-            .read_version_file(&module_version("v9.9.9"), VersionFile::Mod)
+            .read_version_file(&module_version("v1.9.9"), VersionFile::Mod)
             .await
             .unwrap(),
         None

@@ -81,6 +81,13 @@ impl LeaseFixture {
         self.keep.push(Box::new(thing));
         self
     }
+
+    /// True for backends on the tokio clock: their cases run with tokio time paused. (The pause
+    /// itself is in the test macro: `tokio::time::pause` exists only with tokio's `test-util`,
+    /// which tests have and the library does not.)
+    pub fn on_tokio_clock(&self) -> bool {
+        self.clock == Clock::Tokio
+    }
 }
 
 /// A key of the shape the stasher uses, unique per run, with the characters module paths allow.
@@ -352,9 +359,8 @@ macro_rules! lease_suite {
                 Ok(fixture) => fixture,
                 Err(skip) => return skip.report(concat!(module_path!(), "::", stringify!($test))),
             };
-            // Expanded in the test crate, whose tokio has `test-util` (pausing is not in the
-            // library's tokio).
-            if fixture.clock == $crate::stash::lease::compliance::Clock::Tokio {
+            // Expanded in the test crate, whose tokio has `test-util`.
+            if fixture.on_tokio_clock() {
                 tokio::time::pause();
             }
             $crate::stash::lease::compliance::$case(&*fixture.lease).await;

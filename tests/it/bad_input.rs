@@ -1,0 +1,164 @@
+//! Hostile and malformed request paths: a plain one-line 404 (or 410), never a 400 or 5xx, and nothing odd in storage.
+//!
+//! The targets go out byte for byte over raw TCP; a URL library would normalise `..` away.
+
+use crate::support::layout;
+use crate::support::raw_http::{RawResponse, raw_get, shorten};
+use crate::support::upstream::Upstream;
+use crate::support::{get, stack};
+
+/// Request targets that name no module file; each answer must be a 404 or 410.
+fn hostile_targets() -> Vec<String> {
+    let mut targets: Vec<String> = [
+        // Dot segments, raw and percent-encoded, aiming outside the storage root.
+        "/../../../../etc/passwd",
+        "/example.com/../../etc/passwd/@v/list",
+        "/example.com/hello/@v/../../../../etc/passwd",
+        "/example.com/hello/@v/../@v/list",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/example.com/%2e%2e/@v/list",
+        "/example.com/hello/@v/%2e%2e%2f%2e%2e%2fx.info",
+        "/example.com/hello/%2e/@v/list",
+        "/%2fetc%2fpasswd/@v/list",
+        "/.modstash/@v/list",
+        "/example.com/hello/@v/../../../.modstash/x",
+        // Backslashes, raw and encoded.
+        "/example.com\\hello/@v/list",
+        "/example.com/hello/@v/..\\..\\x.info",
+        "/example.com%5chello/@v/list",
+        // Escaping: upper case must be written as `!x`, and `!` only before a lower-case letter.
+        "/github.com/Upper/Case/@v/list",
+        "/github.com/!upper/!case/@v/V1.0.0.info",
+        "/EXAMPLE.COM/hello/@v/list",
+        "/example.com/!!x/@v/list",
+        "/example.com/x!/@v/list",
+        "/example.com/!1x/@v/list",
+        // `@` inside the module path.
+        "/example.com/hel@lo/@v/list",
+        "/example.com/hello@v1.0.0/@v/list",
+        // Empty elements.
+        "//example.com/hello/@v/list",
+        "/example.com//hello/@v/list",
+        "/example.com/hello/@v//v1.0.0.info",
+        "/@v/list",
+        // NUL, percent-encoded (a raw NUL is refused by the HTTP parser before any routing).
+        "/example.com/hello/@v/v1.0.0%00.info",
+        "/example.com/hello%00/@v/list",
+        // Versions that are not canonical, or not versions.
+        "/example.com/hello/@v/v1.info",
+        "/example.com/hello/@v/latest.zip",
+        "/example.com/hello/@v/v1.2.3+meta.zip",
+        "/example.com/hello/@v/v1.0.0+incompatible.info",
+        "/example.com/hello/@v/v1.0.0-.info",
+        "/example.com/hello/@v/.info",
+        "/example.com/hello/@v/",
+        // Major-version mismatch: /v2 paths take only v2 versions.
+        "/example.com/hello/v2/@v/v1.0.0.info",
+        // Trailing garbage and unknown suffixes.
+        "/example.com/hello/@v/list/extra",
+        "/example.com/hello/@v/v1.0.0.zip/",
+        "/example.com/hello/@v/v1.0.0.info.bak",
+        "/example.com/hello/@v/v1.0.0.txt",
+        "/example.com/hello/@v/v1.0.0.INFO",
+        "/example.com/hello/@latest/extra",
+        "/example.com/hello/@V/list",
+        // Invalid module path elements.
+        "/-example.com/@v/list",
+        "/example.com/hello./@v/list",
+        "/example.com/.git/@v/list",
+        // A parent-path probe: the go command sends these for package paths; no such module.
+        "/example.com/@v/list",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    targets.push(format!("/example.com/{}/@v/list", "a".repeat(10 * 1024)));
+    targets
+}
+
+/// What is wrong with an answer to a hostile target, if anything.
+fn problem(answer: &RawResponse) -> Option<String> {
+    if answer.status != 404 && answer.status != 410 {
+        return Some(format!("status {}", answer.status));
+    }
+    let content_type = answer.header("content-type").unwrap_or("");
+    if !content_type.starts_with("text/plain") {
+        return Some(format!("content-type {content_type:?}"));
+    }
+    let body = String::from_utf8_lossy(&answer.body);
+    let body = body.strip_suffix('\n').unwrap_or(&body);
+    if body.trim().is_empty() || body.contains('\n') {
+        return Some(format!("body is not one non-empty line: {body:?}"));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_get_a_plain_404_and_touch_nothing() {
+    let s = stack().await;
+    let targets = hostile_targets();
+    assert!(targets.len() >= 30);
+    let mut problems = Vec::new();
+    for target in &targets {
+        let answer = raw_get(s.server.addr(), target).await;
+        if let Some(p) = problem(&answer) {
+            problems.push(format!("{}: {p}", shorten(target)));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} hostile targets were mishandled:\n{}",
+        problems.len(),
+        targets.len(),
+        problems.join("\n")
+    );
+    let forwarded: Vec<String> = s
+        .upstream
+        .counts()
+        .into_keys()
+        .filter(|path| layout::check_upstream_path(path).is_err())
+        .map(|path| shorten(&path))
+        .collect();
+    assert!(
+        forwarded.is_empty(),
+        "malformed requests must be refused locally, not passed upstream: {forwarded:#?}"
+    );
+    assert_eq!(
+        layout::violations(s.server.storage_dir()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        layout::stored_keys(s.server.storage_dir()),
+        Vec::<String>::new(),
+        "none of these name a real module file, so nothing may be stored"
+    );
+
+    // The 404s above must come from validation, not from a server that answers nothing.
+    let shared = s.tree.module("example.com/shared");
+    assert_eq!(get(&s.server.url(&shared.list_path())).await.status, 200);
+    assert_eq!(
+        layout::violations(s.server.storage_dir()),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hostile_targets_reach_the_application() {
+    // Served by the fixture upstream (plain axum): a 400 here would be the HTTP stack's doing,
+    // and a table entry modstash could never pass.
+    let up = Upstream::start().await;
+    let mut problems = Vec::new();
+    for target in hostile_targets() {
+        let answer = raw_get(up.addr(), &target).await;
+        if let Some(p) = problem(&answer) {
+            problems.push(format!("{}: {p}", shorten(&target)));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let ok = raw_get(up.addr(), "/example.com/hello/@v/list").await;
+    assert_eq!(ok.status, 200, "the raw client reads a normal answer");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.body),
+        "v1.0.0\nv1.1.0\nv1.2.0\n"
+    );
+}

@@ -1,0 +1,280 @@
+//! A fixture upstream proxy: serves a GOPROXY tree over real HTTP, counts requests, and misbehaves on demand.
+//!
+//! Request paths are percent-decoded once and looked up as files under the tree; anything
+//! else is a 404 with a text/plain body. Counts are keyed by that decoded path and include
+//! requests answered with an injected fault, a 503 while down, or a 404.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::fixture_tree::FixtureTree;
+
+/// A misbehaviour for one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a short text body.
+    Status(u16),
+    /// Answer 200 with the full Content-Length, send half the body, then drop the connection.
+    ResetMidBody,
+}
+
+#[derive(Debug)]
+struct Shared {
+    root: PathBuf,
+    counts: Mutex<BTreeMap<String, usize>>,
+    delay: Mutex<Duration>,
+    faults: Mutex<HashMap<String, Fault>>,
+    down: AtomicBool,
+    arrived: tokio::sync::Notify,
+}
+
+/// A running fixture upstream; stops when dropped.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Upstream {
+    /// Serves the shared fixture tree ([`FixtureTree::shared`]).
+    pub async fn start() -> Upstream {
+        Upstream::serve_dir(FixtureTree::shared().dir()).await
+    }
+
+    /// Serves any GOPROXY tree on disk.
+    pub async fn serve_dir(root: &Path) -> Upstream {
+        let shared = Arc::new(Shared {
+            root: root.to_owned(),
+            counts: Mutex::new(BTreeMap::new()),
+            delay: Mutex::new(Duration::ZERO),
+            faults: Mutex::new(HashMap::new()),
+            down: AtomicBool::new(false),
+            arrived: tokio::sync::Notify::new(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fixture upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let app = Router::new().fallback(answer).with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("fixture upstream failed");
+        });
+        Upstream {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, to use as modstash's upstream or as a GOPROXY.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Delays every later response by `delay` before answering (zero turns it off).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().expect("lock") = delay;
+    }
+
+    /// Makes every later request for `path` (decoded, e.g. `/example.com/hello/@v/v1.1.0.mod`) misbehave.
+    pub fn set_fault(&self, path: &str, fault: Fault) {
+        self.shared
+            .faults
+            .lock()
+            .expect("lock")
+            .insert(path.to_owned(), fault);
+    }
+
+    /// Serves `path` normally again.
+    pub fn clear_fault(&self, path: &str) {
+        self.shared.faults.lock().expect("lock").remove(path);
+    }
+
+    /// While down, every request is answered 503 (after the delay).
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests received so far, per decoded path.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.shared.counts.lock().expect("lock").clone()
+    }
+
+    /// Requests received so far for one decoded path.
+    pub fn count(&self, path: &str) -> usize {
+        self.shared
+            .counts
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `path` has been requested at least `n` times: to act while a request is in flight.
+    pub async fn wait_for(&self, path: &str, n: usize) {
+        loop {
+            // Registered before the check, so a request arriving in between still wakes us.
+            let arrived = self.shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.count(path) >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Requests received so far, all paths together.
+    pub fn total(&self) -> usize {
+        self.shared.counts.lock().expect("lock").values().sum()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+    let path = percent_encoding::percent_decode_str(uri.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    *shared
+        .counts
+        .lock()
+        .expect("lock")
+        .entry(path.clone())
+        .or_default() += 1;
+    shared.arrived.notify_waiters();
+    let delay = *shared.delay.lock().expect("lock");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if shared.down.load(Ordering::SeqCst) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "upstream is down\n");
+    }
+    let fault = shared.faults.lock().expect("lock").get(&path).copied();
+    let file = resolve(&shared.root, &path);
+    let content = match &file {
+        Some(file) => tokio::fs::read(file).await.ok(),
+        None => None,
+    };
+    match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).expect("valid fault status");
+            return text(status, &format!("injected fault {code} for {path}\n"));
+        }
+        Some(Fault::ResetMidBody) => {
+            return reset_mid_body(content.unwrap_or_else(|| vec![b'x'; 64]));
+        }
+        None => {}
+    }
+    match content {
+        Some(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type(&path));
+            response
+        }
+        None => text(StatusCode::NOT_FOUND, &format!("not found: {path}\n")),
+    }
+}
+
+/// The file a decoded path names inside the tree, refusing anything that could step outside it.
+fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = path.strip_prefix('/')?;
+    let mut file = root.to_owned();
+    for element in rel.split('/') {
+        let bad = element.is_empty()
+            || element == "."
+            || element == ".."
+            || element.contains('\\')
+            || element.contains('\0');
+        if bad {
+            return None;
+        }
+        file.push(element);
+    }
+    file.is_file().then_some(file)
+}
+
+fn content_type(path: &str) -> HeaderValue {
+    let value = if path.ends_with(".info") || path.ends_with("/@latest") {
+        "application/json"
+    } else if path.ends_with(".zip") {
+        "application/zip"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    HeaderValue::from_static(value)
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_owned(),
+    )
+        .into_response()
+}
+
+fn reset_mid_body(content: Vec<u8>) -> Response {
+    let full = content.len();
+    let half = Bytes::from(content).slice(..full / 2);
+    // The error must come on a later poll than the first chunk: an error on the first poll
+    // makes hyper drop the connection before even the status line goes out. One pending poll
+    // in between lets hyper flush the status line, headers and the first half.
+    let body = futures::stream::unfold(0u8, move |step| {
+        let half = half.clone();
+        async move {
+            match step {
+                0 => Some((Ok(half), 1)),
+                1 => {
+                    tokio::task::yield_now().await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "injected reset mid-body",
+                        )),
+                        2,
+                    ))
+                }
+                _ => None,
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    // The promised length is what makes the cut-off detectable by the client.
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(full));
+    response
+}
