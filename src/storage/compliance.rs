@@ -21,6 +21,41 @@ use crate::module::{ModulePath, ModuleVersion, Version};
 /// Size of the zip of the multipart case: spans three 5 MiB parts.
 const LARGE_ZIP: usize = 12 * 1024 * 1024;
 
+/// Why a suite cannot run on this machine: a service it needs is missing.
+#[derive(Debug)]
+pub struct Skip {
+    /// The missing component (`moto`, `redis-server`).
+    pub component: String,
+    /// What went wrong looking for it.
+    pub reason: String,
+}
+
+impl Skip {
+    /// A skip for want of `component`.
+    pub fn new(component: impl Into<String>, reason: impl Into<String>) -> Skip {
+        Skip {
+            component: component.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Reports that `test` did not run: a failure when `MODSTASH_E2E=require` (CI with services),
+    /// otherwise a line on stderr.
+    pub fn report(&self, test: &str) {
+        let (component, reason) = (&self.component, &self.reason);
+        if std::env::var("MODSTASH_E2E").is_ok_and(|v| v == "require") {
+            panic!(
+                "{test} needs {component}, which is unavailable with MODSTASH_E2E=require: {reason}"
+            );
+        }
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: {test} needs {component} (set MODSTASH_E2E=require to fail instead): {reason}"
+        );
+    }
+}
+
 /// A storage under test and whatever must live as long as it (servers, temp dirs).
 pub struct StorageFixture {
     /// The storage, empty.
@@ -117,13 +152,13 @@ pub async fn case_read_missing_is_none(storage: &Storage) {
     assert!(storage.head(&key).await.unwrap().is_none());
     assert!(
         !storage
-            .is_committed(&module_version("v9.9.9"))
+            .is_committed(&module_version("v1.9.9"))
             .await
             .unwrap()
     );
     assert_eq!(
         storage
-            .read_version_file(&module_version("v9.9.9"), VersionFile::Mod)
+            .read_version_file(&module_version("v1.9.9"), VersionFile::Mod)
             .await
             .unwrap(),
         None
@@ -352,9 +387,9 @@ pub async fn case_probe_honours_create(storage: &Storage) {
 
 /// One `#[tokio::test]` per storage contract case for a backend.
 ///
-/// `$make` is an expression of type `impl Future<Output = Option<StorageFixture>>` evaluated
-/// inside a child module of the caller (`use super::*` is in scope); each case gets a fresh,
-/// empty storage from it, and `None` skips the case (the fixture prints why).
+/// `$make` is an expression of type `impl Future<Output = Result<StorageFixture, Skip>>`
+/// evaluated inside a child module of the caller (`use super::*` is in scope); each case gets a
+/// fresh, empty storage from it, and a [`Skip`] is reported under the case's name.
 #[macro_export]
 macro_rules! storage_suite {
     ($name:ident, $make:expr) => {
@@ -362,7 +397,10 @@ macro_rules! storage_suite {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn fixture() -> Option<$crate::storage::compliance::StorageFixture> {
+            async fn fixture() -> Result<
+                $crate::storage::compliance::StorageFixture,
+                $crate::storage::compliance::Skip,
+            > {
                 $make.await
             }
 
@@ -381,8 +419,9 @@ macro_rules! storage_suite {
     (@case $test:ident, $case:ident) => {
         #[tokio::test]
         async fn $test() {
-            let Some(fixture) = fixture().await else {
-                return;
+            let fixture = match fixture().await {
+                Ok(fixture) => fixture,
+                Err(skip) => return skip.report(concat!(module_path!(), "::", stringify!($test))),
             };
             $crate::storage::compliance::$case(&fixture.storage).await;
         }

@@ -23,11 +23,13 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::{Lease, LeaseError, LeaseGuard};
 
-/// TTL of the cases that wait for an expiry: short, since wall-clock backends really wait.
-const SHORT_TTL: Duration = Duration::from_millis(500);
-/// TTL of the renewal case: long enough that one renewal at half of it plus a check after the
-/// original expiry fit comfortably before the renewed expiry, even on a loaded machine.
-const RENEW_TTL: Duration = Duration::from_secs(2);
+/// TTL of the cases that wait for an expiry: short, since wall-clock backends really wait, but
+/// long enough that the check "still held right after acquiring" cannot outlast it on a loaded
+/// machine (an S3 acquisition is five round trips).
+const SHORT_TTL: Duration = Duration::from_secs(2);
+/// TTL of the renewal case: one renewal at half of it, then a check just after the original
+/// expiry, with half a TTL to spare before the renewed expiry.
+const RENEW_TTL: Duration = Duration::from_secs(4);
 /// TTL that must not pass during a case.
 const LONG_TTL: Duration = Duration::from_secs(30);
 /// Contenders racing for one key.
@@ -319,12 +321,12 @@ pub async fn case_distinct_keys_are_independent(lease: &dyn Lease) {
 
 /// One `#[tokio::test]` per lease contract case for a backend.
 ///
-/// `$make` is an expression of type `impl Future<Output = Option<LeaseFixture>>` evaluated inside
-/// a child module of the caller (`use super::*` is in scope); `None` skips the case (the fixture
-/// prints why).
+/// `$make` is an expression of type `impl Future<Output = Result<LeaseFixture, Skip>>` evaluated
+/// inside a child module of the caller (`use super::*` is in scope); a
+/// [`Skip`](crate::storage::compliance::Skip) is reported under the case's name.
 ///
 /// ```ignore
-/// lease_suite!(memory, async { Some(LeaseFixture::tokio_clock(MemoryLease::new())) });
+/// lease_suite!(memory, async { Ok(LeaseFixture::tokio_clock(MemoryLease::new())) });
 /// ```
 #[macro_export]
 macro_rules! lease_suite {
@@ -333,7 +335,10 @@ macro_rules! lease_suite {
             #[allow(unused_imports)]
             use super::*;
 
-            async fn fixture() -> Option<$crate::stash::lease::compliance::LeaseFixture> {
+            async fn fixture() -> Result<
+                $crate::stash::lease::compliance::LeaseFixture,
+                $crate::storage::compliance::Skip,
+            > {
                 $make.await
             }
 
@@ -350,9 +355,11 @@ macro_rules! lease_suite {
     (@case $test:ident, $case:ident) => {
         #[tokio::test]
         async fn $test() {
-            let Some(fixture) = fixture().await else {
-                return;
+            let fixture = match fixture().await {
+                Ok(fixture) => fixture,
+                Err(skip) => return skip.report(concat!(module_path!(), "::", stringify!($test))),
             };
+            // Expanded in the test crate, whose tokio has `test-util`.
             if fixture.on_tokio_clock() {
                 tokio::time::pause();
             }
