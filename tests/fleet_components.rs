@@ -200,8 +200,6 @@ async fn probe_detects_a_store_that_overwrites() {
         message.contains("conditional") && message.contains("memory://"),
         "{message}"
     );
-    // The blocking variant (used by `AppState::build`) refuses too.
-    assert!(setup::open_blocking(&LeaseSpec::Storage, &overwriting).is_err());
 }
 
 #[tokio::test]
@@ -344,8 +342,7 @@ fn settings_with(storage: StorageUrl, lease: LeaseSpec) -> Settings {
     }
 }
 
-/// `AppState::build` is synchronous and runs inside the server's runtime: the storage probe must
-/// work there (a current-thread runtime here, where `block_on` would panic) and outside any runtime.
+/// `AppState::build` probes the storage and opens a storage lease over it.
 #[tokio::test]
 async fn app_state_uses_a_storage_lease_on_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,7 +350,7 @@ async fn app_state_uses_a_storage_lease_on_files() {
         StorageUrl::File(dir.path().join("store")),
         LeaseSpec::Storage,
     );
-    let state = AppState::build(&settings).unwrap();
+    let state = AppState::build(&settings).await.unwrap();
     let lease = state.stasher.lease();
     assert_eq!(lease.name(), "storage");
     assert_eq!(lease.status(), LeaseStatus::Ready);
@@ -372,20 +369,15 @@ async fn app_state_uses_a_storage_lease_on_files() {
     );
 }
 
-#[test]
-fn lease_setup_runs_outside_a_runtime() {
-    let (storage, _dir) = file_storage();
-    let lease = setup::open_blocking(&LeaseSpec::Storage, &storage).unwrap();
-    assert_eq!(lease.name(), "storage");
-}
-
 #[tokio::test]
 async fn redis_unreachable_at_start_falls_back_to_memory() {
     // Nothing listens on a port that was just free.
     let url: LeaseSpec = format!("redis://:secret@127.0.0.1:{}/0", services::free_port())
         .parse()
         .unwrap();
-    let state = AppState::build(&settings_with(StorageUrl::Memory, url.clone())).unwrap();
+    let state = AppState::build(&settings_with(StorageUrl::Memory, url.clone()))
+        .await
+        .unwrap();
     let lease = state.stasher.lease();
     assert_eq!(lease.name(), "memory");
     match lease.status() {
@@ -415,7 +407,9 @@ async fn redis_reachable_at_start_is_used() {
         Err(skip) => return skip.report("redis_reachable_at_start_is_used"),
     };
     let spec = LeaseSpec::Redis(redis.url());
-    let state = AppState::build(&settings_with(StorageUrl::Memory, spec)).unwrap();
+    let state = AppState::build(&settings_with(StorageUrl::Memory, spec))
+        .await
+        .unwrap();
     let lease = state.stasher.lease();
     assert_eq!(lease.name(), "redis");
     let guard = lease
@@ -531,8 +525,6 @@ async fn s3_storage_opens_from_standard_env_child() {
             .await
             .unwrap()
     );
-    setup::open(&LeaseSpec::Storage, &storage).await.unwrap();
-    // As `AppState::build` does it: the probe reopens the storage from the environment.
-    let lease = setup::open_blocking(&LeaseSpec::Storage, &storage).unwrap();
+    let lease = setup::open(&LeaseSpec::Storage, &storage).await.unwrap();
     assert_eq!(lease.name(), "storage");
 }

@@ -46,7 +46,7 @@ pub struct AppState {
 
 impl AppState {
     /// Opens storage, the upstream client and the lease backend that `settings` name.
-    pub fn build(settings: &Settings) -> Result<AppState, ServeError> {
+    pub async fn build(settings: &Settings) -> Result<AppState, ServeError> {
         settings
             .validate()
             .map_err(|e| ServeError::Setup(e.to_string()))?;
@@ -63,7 +63,8 @@ impl AppState {
             // Storage: refused unless conditional create is honoured. Redis: unreachable at
             // start falls back to in-process leases, reported by `lease.status()` (`/readyz`).
             spec @ (LeaseSpec::Storage | LeaseSpec::Redis(_)) => {
-                crate::stash::lease::setup::open_blocking(spec, &storage)
+                crate::stash::lease::setup::open(spec, &storage)
+                    .await
                     .map_err(|e| ServeError::Setup(e.to_string()))?
             }
         };
@@ -100,9 +101,9 @@ async fn healthz() -> Response {
     plain_text(StatusCode::OK, "ok")
 }
 
-/// Ready when storage answers and the lease backend is in use as configured. A degraded lease
-/// backend still serves (stored versions need no lease), but says so: a fleet may then fetch a
-/// version more than once.
+/// Ready when storage answers. The lease backend's state is reported but does not fail the
+/// probe: stored versions need no lease, and a load balancer taking every replica out because
+/// Redis is down would turn a degraded fleet into an outage.
 async fn readyz(State(app): State<AppState>) -> Response {
     let lease = app.stasher.lease().status();
     match app.stasher.storage().check().await {
@@ -110,14 +111,10 @@ async fn readyz(State(app): State<AppState>) -> Response {
             tracing::warn!(error = %e, "not ready: storage unreachable");
             plain_text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("storage unreachable; lease {lease}"),
+                &format!("not ready: storage unreachable; lease {lease}"),
             )
         }
-        Ok(()) if lease.is_ready() => plain_text(StatusCode::OK, "ready: storage ok, lease ready"),
-        Ok(()) => plain_text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("storage ok; lease {lease}"),
-        ),
+        Ok(()) => plain_text(StatusCode::OK, &format!("ready: storage ok; lease {lease}")),
     }
 }
 
@@ -136,7 +133,7 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = AppState::build(&settings)?;
+    let state = AppState::build(&settings).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
         storage = %settings.storage,

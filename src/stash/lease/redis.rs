@@ -99,17 +99,6 @@ impl RedisLease {
         self.observe(result).map(|_| ())
     }
 
-    /// `PING` over a fresh blocking connection: for start-up checks outside an async context.
-    pub fn ping_blocking(&self, timeout: Duration) -> Result<(), LeaseError> {
-        let result = (|| {
-            let mut con = self.client.get_connection_with_timeout(timeout)?;
-            con.set_read_timeout(Some(timeout))?;
-            con.set_write_timeout(Some(timeout))?;
-            redis::cmd("PING").query::<String>(&mut con)
-        })();
-        self.observe(result).map(|_| ())
-    }
-
     async fn connection(&self) -> Result<ConnectionManager, LeaseError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

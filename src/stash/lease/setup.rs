@@ -8,7 +8,6 @@
 //!   duplicate a cold fetch), and [`Lease::status`] reports
 //!   [`LeaseStatus::Degraded`] for `/readyz`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +17,6 @@ use super::{Lease, LeaseError, LeaseGuard, LeaseStatus, MemoryLease, RedisLease,
 use crate::config::LeaseSpec;
 use crate::storage::probe::probe_conditional_writes;
 use crate::storage::{Storage, StorageError, StorageUrl};
-
-/// How long the start-up `PING` waits for Redis.
-const REDIS_START_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The lease backend cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +42,9 @@ pub enum LeaseSetupError {
     /// The lease backend's settings are unusable.
     #[error("lease backend: {0}")]
     Backend(#[from] LeaseError),
-    /// The start-up check could not run.
-    #[error("lease backend start-up check failed: {0}")]
-    Check(String),
 }
 
-/// Opens the lease backend `spec` names (async contexts).
+/// Opens the lease backend `spec` names.
 pub async fn open(spec: &LeaseSpec, storage: &Storage) -> Result<Arc<dyn Lease>, LeaseSetupError> {
     match spec {
         LeaseSpec::Memory => Ok(Arc::new(MemoryLease::new())),
@@ -62,40 +55,6 @@ pub async fn open(spec: &LeaseSpec, storage: &Storage) -> Result<Arc<dyn Lease>,
         LeaseSpec::Redis(url) => {
             let lease = RedisLease::new(url)?;
             Ok(match lease.ping().await {
-                Ok(()) => Arc::new(lease),
-                Err(e) => fall_back(spec, &e),
-            })
-        }
-    }
-}
-
-/// Opens the lease backend `spec` names from synchronous code, inside or outside a tokio
-/// runtime of either flavour: the checks run on a thread of their own.
-pub fn open_blocking(
-    spec: &LeaseSpec,
-    storage: &Storage,
-) -> Result<Arc<dyn Lease>, LeaseSetupError> {
-    match spec {
-        LeaseSpec::Memory => Ok(Arc::new(MemoryLease::new())),
-        LeaseSpec::Storage => {
-            // A second handle for the probe: object-store clients pool connections on the runtime
-            // that made them, and the probe's runtime ends with the probe.
-            let probe_storage = match storage.url() {
-                StorageUrl::Memory => storage.clone(),
-                url => Storage::open(url).map_err(|source| LeaseSetupError::Probe {
-                    storage: url.redacted(),
-                    source,
-                })?,
-            };
-            let probed =
-                on_own_runtime(async move { probe_conditional_writes(&probe_storage).await })?;
-            check_storage(storage, probed)?;
-            Ok(Arc::new(StorageLease::new(storage.clone())))
-        }
-        LeaseSpec::Redis(url) => {
-            // The blocking client needs no runtime; the lease connects for real on first use.
-            let lease = RedisLease::new(url)?;
-            Ok(match lease.ping_blocking(REDIS_START_TIMEOUT) {
                 Ok(()) => Arc::new(lease),
                 Err(e) => fall_back(spec, &e),
             })
@@ -138,27 +97,6 @@ fn fall_back(spec: &LeaseSpec, error: &LeaseError) -> Arc<dyn Lease> {
             configured: spec.redacted(),
             reason: error.to_string(),
         },
-    })
-}
-
-/// Runs `fut` to completion on a fresh current-thread runtime on a scoped thread, so it works
-/// whether or not the caller is inside a runtime (where `block_on` would panic).
-fn on_own_runtime<F>(fut: F) -> Result<F::Output, LeaseSetupError>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map(|rt| rt.block_on(fut))
-                    .map_err(|e| LeaseSetupError::Check(e.to_string()))
-            })
-            .join()
-            .map_err(|_| LeaseSetupError::Check("the check panicked".into()))?
     })
 }
 
