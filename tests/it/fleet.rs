@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use modstash::module::{ModulePath, ModuleVersion, Version};
+use modstash::storage::{Storage, StorageUrl};
+
+use crate::services::{MotoServer, RedisServer};
 use crate::support::client;
 use crate::support::fleet::{GeneratedModule, Replica, temp_dir};
-use crate::support::layout;
 use crate::support::upstream::Upstream;
 
 const FILES: [&str; 3] = ["info", "mod", "zip"];
@@ -15,8 +18,8 @@ const FILES: [&str; 3] = ["info", "mod", "zip"];
 /// How the replicas share storage and leases.
 struct FleetSetup {
     storage_url: String,
-    /// Where to read the stored list from: a local storage dir (None for S3: read via a replica).
-    storage_dir: Option<std::path::PathBuf>,
+    /// The same storage, opened by the test to inspect what the fleet stored.
+    storage: Storage,
     lease: String,
     env: Vec<(String, String)>,
 }
@@ -81,19 +84,19 @@ fn assert_identical(bodies: &BTreeMap<String, Vec<Vec<u8>>>) {
     }
 }
 
-async fn stored_list(setup: &FleetSetup, base: &str, module: &GeneratedModule) -> String {
-    match &setup.storage_dir {
-        Some(dir) => {
-            let key = format!("{}/@v/list", module.path);
-            String::from_utf8(layout::read_key(dir, &key).unwrap_or_default()).unwrap()
-        }
-        None => {
-            // S3: the stored list is what a replica serves with upstream off... the upstream
-            // list holds every version anyway, so read the object through the S3 API instead.
-            let _ = base;
-            String::new()
-        }
-    }
+async fn stored_list(setup: &FleetSetup, module: &GeneratedModule) -> Vec<String> {
+    let path = ModulePath::parse(&module.path).unwrap();
+    let list = setup.storage.read_list(&path).await.unwrap();
+    list.versions.iter().map(|v| v.to_string()).collect()
+}
+
+async fn is_committed(setup: &FleetSetup, module: &GeneratedModule, version: &str) -> bool {
+    let mv = ModuleVersion::new(
+        ModulePath::parse(&module.path).unwrap(),
+        Version::parse(version).unwrap(),
+    )
+    .unwrap();
+    setup.storage.is_committed(&mv).await.unwrap()
 }
 
 async fn exactly_once(setup: FleetSetup) {
@@ -115,14 +118,9 @@ async fn exactly_once(setup: FleetSetup) {
             assert_eq!(count, 1, "{v}.{ext} fetched {count} times by the fleet");
         }
     }
-    let list = stored_list(&setup, &bases[0], &module).await;
-    if setup.storage_dir.is_some() {
-        for v in &module.versions {
-            assert!(
-                list.lines().any(|l| l == v),
-                "stored list misses {v}: {list:?}"
-            );
-        }
+    let list = stored_list(&setup, &module).await;
+    for v in &module.versions {
+        assert!(list.contains(v), "stored list misses {v}: {list:?}");
     }
     eprintln!(
         "fleet({}, lease {}): 300 clients, 3 replicas, {} files: upstream requests per file {:?}",
@@ -143,22 +141,22 @@ async fn takeover_after_kill(setup: FleetSetup) {
     let doomed = replicas.remove(0);
     let bases: Vec<String> = replicas.iter().map(|r| r.base.clone()).collect();
 
-    // The doomed replica leads every version: its clients start all the fetches.
+    // The doomed replica leads half the versions; the other half it never touches.
+    let (led, untouched) = module.versions.split_at(module.versions.len() / 2);
     let client = client();
     let mut doomed_clients = Vec::new();
-    for v in &module.versions {
+    for v in led {
         let url = format!("{}{}", doomed.base, module.url_path(v, "zip"));
         let client = client.clone();
         doomed_clients.push(tokio::spawn(async move { client.get(&url).send().await }));
     }
     // Kill it once upstream has seen its requests (it holds the leases then).
     let started = loop {
-        let started: Vec<&String> = module
-            .versions
+        let started: Vec<&String> = led
             .iter()
             .filter(|v| upstream.count(&module.url_path(v, "zip")) > 0)
             .collect();
-        if started.len() == module.versions.len() {
+        if started.len() == led.len() {
             break started.len();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -184,18 +182,19 @@ async fn takeover_after_kill(setup: FleetSetup) {
         refetched <= started,
         "more takeovers than fetches the dead replica led"
     );
-    if let Some(dir) = &setup.storage_dir {
-        let list = stored_list(&setup, &bases[0], &module).await;
-        for v in &module.versions {
-            assert!(
-                list.lines().any(|l| l == v),
-                "stored list misses {v}: {list:?}"
-            );
-            assert!(
-                layout::read_key(dir, &format!("{}/@v/{v}.info", module.path)).is_some(),
-                "{v} not committed"
+    for v in untouched {
+        for ext in FILES {
+            let count = upstream.count(&module.url_path(v, ext));
+            assert_eq!(
+                count, 1,
+                "{v}.{ext}, never led by the dead replica, fetched {count} times"
             );
         }
+    }
+    let list = stored_list(&setup, &module).await;
+    for v in &module.versions {
+        assert!(list.contains(v), "stored list misses {v}: {list:?}");
+        assert!(is_committed(&setup, &module, v).await, "{v} not committed");
     }
     eprintln!(
         "fleet takeover({}, lease {}): killed a replica leading {started} fetches; {refetched} versions fetched a second time by the takeover, the rest once",
@@ -207,11 +206,50 @@ fn local_setup(lease: &str) -> (tempfile::TempDir, FleetSetup) {
     let (guard, dir) = temp_dir("modstash-fleet-storage");
     let setup = FleetSetup {
         storage_url: format!("file://{}", dir.display()),
-        storage_dir: Some(dir),
+        storage: Storage::open(&StorageUrl::File(dir)).unwrap(),
         lease: lease.to_owned(),
         env: Vec::new(),
     };
     (guard, setup)
+}
+
+/// A fresh bucket on the shared moto server; `None` (after reporting the skip) without moto.
+fn s3_setup(lease: &str, test: &str) -> Option<FleetSetup> {
+    let moto = match MotoServer::shared() {
+        Ok(moto) => moto,
+        Err(skip) => {
+            skip.report(test);
+            return None;
+        }
+    };
+    let storage = moto.fresh_storage();
+    let StorageUrl::S3 { bucket, .. } = storage.url().clone() else {
+        unreachable!("moto storage is S3")
+    };
+    let env = [
+        ("AWS_ENDPOINT", moto.endpoint()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "modstash-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "modstash-test".to_owned()),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".to_owned()),
+    ];
+    Some(FleetSetup {
+        storage_url: format!("s3://{bucket}"),
+        storage,
+        lease: lease.to_owned(),
+        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    })
+}
+
+fn redis_url(test: &str) -> Option<String> {
+    match RedisServer::shared() {
+        Ok(redis) => Some(redis.url().to_string()),
+        Err(skip) => {
+            skip.report(test);
+            None
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,4 +262,36 @@ async fn fleet_on_local_storage_with_storage_leases_fetches_once() {
 async fn fleet_on_local_storage_takes_over_from_a_killed_replica() {
     let (_guard, setup) = local_setup("storage");
     takeover_after_kill(setup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_on_s3_with_storage_leases_fetches_once() {
+    if let Some(setup) = s3_setup("storage", "fleet_on_s3_with_storage_leases_fetches_once") {
+        exactly_once(setup).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_on_s3_takes_over_from_a_killed_replica() {
+    if let Some(setup) = s3_setup("storage", "fleet_on_s3_takes_over_from_a_killed_replica") {
+        takeover_after_kill(setup).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_with_redis_leases_fetches_once() {
+    let test = "fleet_with_redis_leases_fetches_once";
+    if let Some(url) = redis_url(test) {
+        let (_guard, setup) = local_setup(&url);
+        exactly_once(setup).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_with_redis_leases_takes_over_from_a_killed_replica() {
+    let test = "fleet_with_redis_leases_takes_over_from_a_killed_replica";
+    if let Some(url) = redis_url(test) {
+        let (_guard, setup) = local_setup(&url);
+        takeover_after_kill(setup).await;
+    }
 }

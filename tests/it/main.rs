@@ -8,6 +8,8 @@
 // test code too, where a panic with a message is exactly how a failure is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../services/mod.rs"]
+mod services;
 mod support;
 
 mod bad_input;
