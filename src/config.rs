@@ -288,6 +288,13 @@ impl Settings {
                 message: "chunks must be at least 64 KiB and the window at least 1".into(),
             });
         }
+        let injecting = !self.inject_storage_latency.is_zero() || self.inject_storage_bandwidth > 0;
+        if injecting && matches!(self.storage, StorageUrl::File(_)) {
+            return Err(ConfigError::Invalid {
+                name: "inject-storage-latency",
+                message: "injected storage latency is for s3:// and memory:// storage only".into(),
+            });
+        }
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 name: "lease-ttl",

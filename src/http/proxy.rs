@@ -78,11 +78,17 @@ async fn stored_small(
     freshness: Freshness,
 ) -> Result<Response, HttpError> {
     let bytes = app.stasher.read_file(mv, file).await?;
-    let (content_type, etag) = match file {
-        VersionFile::Info => (content_type::JSON, None),
-        _ => (content_type::TEXT, Some(immutable_etag(mv, file))),
+    let content_type = match file {
+        VersionFile::Info => content_type::JSON,
+        _ => content_type::TEXT,
     };
-    bytes_response(cond, bytes, content_type, freshness, etag)
+    bytes_response(
+        cond,
+        bytes,
+        content_type,
+        freshness,
+        Some(immutable_etag(mv, file)),
+    )
 }
 
 async fn stored_zip(
