@@ -85,7 +85,8 @@ pub struct ServeArgs {
     /// Upstream requests at once (serving stored modules never waits for these) [default: 64].
     #[arg(long, env = "MODSTASH_UPSTREAM_CONCURRENCY")]
     pub upstream_concurrency: Option<usize>,
-    /// Lease backend: memory [default: memory].
+    /// Lease backend: `memory` (one process), `storage` (lease objects in the shared storage) or
+    /// `redis://[:password@]host:port[/db]` [default: memory].
     #[arg(long, env = "MODSTASH_LEASE")]
     pub lease: Option<LeaseSpec>,
     /// Lease time-to-live; renewed at a third of it [default: 30s].
