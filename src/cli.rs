@@ -45,6 +45,13 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List stored modules and versions, with zip size and fetch time.
+    Ls(crate::inspect::args::LsArgs),
+    /// Check every stored version, `@v/list` files, orphans and leftovers; `--repair` fixes
+    /// lists and deletes orphans and leftovers. Exit status 1 when problems remain.
+    Verify(crate::inspect::args::VerifyArgs),
+    /// Delete one stored version and take it out of `@v/list`.
+    Rm(crate::inspect::args::RmArgs),
 }
 
 /// `config` subcommands.
