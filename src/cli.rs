@@ -47,8 +47,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// List stored modules and versions, with zip size and fetch time.
     Ls(crate::inspect::args::LsArgs),
-    /// Check every stored version, `@v/list` files, orphans and leftovers; `--repair` fixes
-    /// lists and deletes orphans and leftovers. Exit status 1 when problems remain.
+    /// Check stored versions, lists, orphans and leftovers (exit status 1 if problems remain).
+    ///
+    /// `--repair` rewrites wrong lists and deletes orphans and staging leftovers, never a
+    /// committed version's files.
     Verify(crate::inspect::args::VerifyArgs),
     /// Delete one stored version and take it out of `@v/list`.
     Rm(crate::inspect::args::RmArgs),
