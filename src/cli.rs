@@ -45,6 +45,15 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List stored modules and versions, with zip size and fetch time.
+    Ls(crate::inspect::args::LsArgs),
+    /// Check stored versions, lists, orphans and leftovers (exit status 1 if problems remain).
+    ///
+    /// `--repair` rewrites wrong lists and deletes orphans and staging leftovers, never a
+    /// committed version's files.
+    Verify(crate::inspect::args::VerifyArgs),
+    /// Delete one stored version and take it out of `@v/list`.
+    Rm(crate::inspect::args::RmArgs),
 }
 
 /// `config` subcommands.

@@ -7,11 +7,13 @@
 //! - [`upstream`]: where modules come from: the GOPROXY client chain.
 //! - [`stash`]: fetch once: single flight, leases, merged list writes.
 //! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
+//! - [`inspect`]: storage inspection: `ls`, `verify`, `rm` and the `/catalog` listing.
 //! - [`config`] and [`cli`]: settings from file, env and flags; the `modstash` commands.
 
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod inspect;
 pub mod module;
 pub mod stash;
 pub mod storage;

@@ -31,6 +31,11 @@ fn run(cli: Cli) -> Result<(), String> {
             print!("{}", settings.to_toml());
             Ok(())
         }
+        Command::Ls(args) => modstash::inspect::run::ls(args, &file).map_err(|e| e.to_string()),
+        Command::Verify(args) => {
+            modstash::inspect::run::verify(args, &file).map_err(|e| e.to_string())
+        }
+        Command::Rm(args) => modstash::inspect::run::rm(args, &file).map_err(|e| e.to_string()),
         Command::Serve(args) => {
             let settings = args.resolve(&file).map_err(|e| e.to_string())?;
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! The HTTP face: axum routes, the one error-to-status mapping, streaming bodies.
 
+mod catalog;
 mod error;
 mod proxy;
 mod respond;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/catalog", get(catalog::catalog))
         .fallback(proxy::handle)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
