@@ -27,9 +27,6 @@ pub enum HttpError {
     /// Reading storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A committed version is missing one of its files.
-    #[error("stored {0} is incomplete")]
-    Incomplete(String),
     /// The requested byte range is outside the file.
     #[error("requested range not satisfiable")]
     RangeNotSatisfiable(u64),
@@ -44,7 +41,6 @@ impl HttpError {
             HttpError::BadPath(_) => StatusCode::NOT_FOUND,
             HttpError::Stash(e) => stash_status(e),
             HttpError::Storage(e) => storage_status(e),
-            HttpError::Incomplete(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HttpError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -62,7 +58,7 @@ impl HttpError {
                 | StashError::Upstream(_)
                 | StashError::InvalidUpstream(_) => self.to_string(),
             },
-            HttpError::Storage(_) | HttpError::Incomplete(_) => "storage unavailable".into(),
+            HttpError::Storage(_) => "storage unavailable".into(),
             HttpError::BadPath(_)
             | HttpError::RangeNotSatisfiable(_)
             | HttpError::MethodNotAllowed => self.to_string(),
@@ -97,7 +93,9 @@ fn storage_status(e: &StorageError) -> StatusCode {
         StorageError::Backend(_) | StorageError::Io(_) | StorageError::Open { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        StorageError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        StorageError::Corrupt { .. } | StorageError::Missing { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 

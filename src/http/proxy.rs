@@ -17,9 +17,9 @@ use super::respond::{
     Conditions, Freshness, RangeSource, bytes_response, content_type, etag_of, stream_response,
 };
 use crate::module::{ModulePath, ModuleVersion, ProxyRequest, VersionRef, parse_proxy_path};
-use crate::stash::ZipSource;
 use crate::stash::live::{LiveZip, follow};
-use crate::storage::{Storage, VersionFile, layout};
+use crate::stash::{Stasher, ZipSource};
+use crate::storage::VersionFile;
 
 /// Every path that is not one of our own endpoints is a GOPROXY request.
 pub async fn handle(
@@ -106,12 +106,10 @@ async fn stored_zip(
     } else {
         app.stasher.ensure(mv).await?;
     }
-    let storage = app.stasher.storage();
-    let key = layout::version_key(mv, VersionFile::Zip);
     let size = app.stasher.zip_size(mv).await?;
-    let source = StoredObject {
-        storage: storage.clone(),
-        key,
+    let source = StoredZip {
+        stasher: app.stasher.clone(),
+        module_version: mv.clone(),
     };
     stream_response(
         cond,
@@ -152,14 +150,17 @@ fn immutable_etag(mv: &ModuleVersion, file: VersionFile) -> String {
     etag_of(format!("{mv}.{}", file.extension()).as_bytes())
 }
 
-struct StoredObject {
-    storage: Storage,
-    key: object_store::path::Path,
+struct StoredZip {
+    stasher: Stasher,
+    module_version: ModuleVersion,
 }
 
-impl RangeSource for StoredObject {
+impl RangeSource for StoredZip {
     async fn body(self, range: Range<u64>) -> Result<Body, HttpError> {
-        let stream = self.storage.stream_range(&self.key, range).await?;
+        let stream = self
+            .stasher
+            .stored_zip_range(&self.module_version, range)
+            .await?;
         Ok(Body::from_stream(stream.map(|chunk| {
             chunk.inspect_err(|e| tracing::error!(error = %e, "stored zip read failed mid-stream"))
         })))

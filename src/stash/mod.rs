@@ -214,6 +214,17 @@ impl Stasher {
     /// A small file (`.info`, `.mod`, `.ziphash`) of `mv`, fetched once if needed, served from a
     /// bounded in-memory cache (a committed file never changes, so the cache is never stale).
     pub async fn read_file(&self, mv: &ModuleVersion, file: VersionFile) -> StashResult<Bytes> {
+        match self.read_file_once(mv, file).await {
+            Err(e) if is_missing(&e) => {
+                // Removed behind our back (`modstash rm`): forget what we knew, fetch again.
+                self.forget(mv).await;
+                self.read_file_once(mv, file).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_file_once(&self, mv: &ModuleVersion, file: VersionFile) -> StashResult<Bytes> {
         self.ensure(mv).await?;
         let storage = self.inner.storage.clone();
         let key = mv.clone();
@@ -230,6 +241,16 @@ impl Stasher {
 
     /// The stored size of the zip of `mv`, fetched once if needed.
     pub async fn zip_size(&self, mv: &ModuleVersion) -> StashResult<u64> {
+        match self.zip_size_once(mv).await {
+            Err(e) if is_missing(&e) => {
+                self.forget(mv).await;
+                self.zip_size_once(mv).await
+            }
+            other => other,
+        }
+    }
+
+    async fn zip_size_once(&self, mv: &ModuleVersion) -> StashResult<u64> {
         self.ensure(mv).await?;
         let storage = self.inner.storage.clone();
         let key = mv.clone();
@@ -243,6 +264,39 @@ impl Stasher {
                     .ok_or_else(|| incomplete(&key, VersionFile::Zip))
             })
             .await
+    }
+
+    /// Streams `range` of the committed zip of `mv`; a zip removed behind our back is fetched again.
+    pub async fn stored_zip_range(
+        &self,
+        mv: &ModuleVersion,
+        range: std::ops::Range<u64>,
+    ) -> StashResult<futures::stream::BoxStream<'static, Result<Bytes, crate::storage::StorageError>>>
+    {
+        let key = crate::storage::layout::version_key(mv, VersionFile::Zip);
+        match self.inner.storage.stream_range(&key, range.clone()).await {
+            Err(crate::storage::StorageError::Missing { .. }) => {
+                self.forget(mv).await;
+                self.ensure(mv).await?;
+                Ok(self
+                    .inner
+                    .storage
+                    .stream_range(&key, range)
+                    .await
+                    .map_err(err)?)
+            }
+            other => other.map_err(err),
+        }
+    }
+
+    /// Drops everything cached about `mv`, so the next request looks at storage again.
+    pub async fn forget(&self, mv: &ModuleVersion) {
+        let inner = &self.inner;
+        inner.committed.invalidate(mv).await;
+        inner.zip_sizes.invalidate(mv).await;
+        for file in [VersionFile::Info, VersionFile::Mod, VersionFile::ZipHash] {
+            inner.small_files.invalidate(&(mv.clone(), file)).await;
+        }
     }
 
     /// The flight leader: takes the fleet-wide lease, fetches, commits, lists.
@@ -504,10 +558,17 @@ fn not_found_reason(e: StashError) -> StashError {
     }
 }
 
+/// True for "committed, but a file is missing": what a removal behind our back looks like.
+fn is_missing(e: &StashError) -> bool {
+    matches!(
+        e,
+        StashError::Storage(crate::storage::StorageError::Missing { .. })
+    )
+}
+
 fn incomplete(mv: &ModuleVersion, file: VersionFile) -> StashError {
-    StashError::Storage(crate::storage::StorageError::Corrupt {
+    StashError::Storage(crate::storage::StorageError::Missing {
         key: format!("{mv}.{}", file.extension()),
-        reason: "the version is committed but this file is missing".into(),
     })
 }
 

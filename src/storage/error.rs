@@ -17,6 +17,12 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// A committed version lacks one of its files (removed behind the server's back, or damage).
+    #[error("stored {key} is missing although its version is committed")]
+    Missing {
+        /// The file, as `module@version.ext`.
+        key: String,
+    },
     /// The storage URL cannot be opened.
     #[error("cannot open storage {url}: {reason}")]
     Open {

@@ -234,7 +234,15 @@ impl Storage {
             range: Some(GetRange::Bounded(range.clone())),
             ..GetOptions::default()
         };
-        let result = self.store.get_opts(key, options).await?;
+        let result = match self.store.get_opts(key, options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::Missing {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         match result.payload {
             GetResultPayload::File(file, _) => Ok(local_file_stream(file, result.range)),
             GetResultPayload::Stream(stream) => {

@@ -450,3 +450,26 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     let answer = in_flight.await.expect("request task");
     assert_info("the request in flight at shutdown", &answer, v);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_removed_from_storage_behind_the_servers_back_is_fetched_again() {
+    let s = stack().await;
+    let v = s.tree.version("example.com/shared", "v1.0.0");
+    for ext in ["info", "mod", "zip"] {
+        assert_eq!(get(&s.server.url(&v.path(ext))).await.status, 200, "{ext}");
+    }
+    // As `modstash rm` does it: .info first, then the rest.
+    for ext in ["info", "zip", "mod", "ziphash"] {
+        std::fs::remove_file(s.server.storage_dir().join(v.key(ext))).unwrap();
+    }
+    for ext in ["mod", "zip"] {
+        let again = get(&s.server.url(&v.path(ext))).await;
+        assert_eq!(again.status, 200, "{ext} after removal: {}", again.text());
+    }
+    assert_eq!(
+        s.upstream.count(&v.path("zip")),
+        2,
+        "the zip was fetched again"
+    );
+    assert!(layout::read_key(s.server.storage_dir(), &v.key("info")).is_some());
+}
