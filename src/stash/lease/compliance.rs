@@ -160,17 +160,31 @@ pub async fn case_renewal_keeps_it(lease: &dyn Lease) {
     // The lease's own expiry was computed before this instant, so it is at most acquired + TTL.
     let acquired = Instant::now();
     sleep_until(acquired + RENEW_TTL / 2).await;
+    let renewing = Instant::now();
     guard
         .renew()
         .await
         .unwrap_or_else(|e| panic!("{}: renewal within the TTL failed: {e}", lease.name()));
-    // Past the original expiry, and before the renewed one (at least acquired + 1.5 x TTL).
+    // Past the original expiry, and before the renewed one (at least `renewing` + TTL).
     sleep_until(acquired + RENEW_TTL + RENEW_TTL / 10).await;
-    assert!(
-        acquire(lease, &key, RENEW_TTL).await.is_none(),
-        "{}: a renewed lease was taken after its original TTL",
-        lease.name()
-    );
+    let checking = Instant::now();
+    let taken = acquire(lease, &key, RENEW_TTL).await.is_some();
+    if checking < renewing + RENEW_TTL {
+        assert!(
+            !taken,
+            "{}: a renewed lease was taken after its original TTL",
+            lease.name()
+        );
+    } else {
+        // A machine so loaded that this task woke after the renewed expiry proves nothing
+        // either way; say so rather than fail or pass silently.
+        eprintln!(
+            "{}: renewal check inconclusive: woke {:?} after the renewed expiry",
+            lease.name(),
+            checking - (renewing + RENEW_TTL)
+        );
+        return;
+    }
     guard
         .renew()
         .await
