@@ -576,6 +576,14 @@ http {{
                 f"+{r['p50_ms'] - own:.0f} ms / +{r['p99_ms'] - own:.0f} ms", "(report)", None,
             ))
 
+    def idle_rss_after_cold(self):
+        time.sleep(3)
+        st = read_status(self.modstash.pid)
+        self.rows.append((
+            "RSS of the same modstash 3 s after the cold loads above (idle)",
+            f"{st['VmRSS'] / MiB:.0f} MiB", f"{st.get('Threads', 0)} threads", "", "(report)", None,
+        ))
+
     def cold_ttfb(self):
         p = self.prof
         lat, bw = p["upstream_latency_ms"], p["ttfb_bandwidth"]
@@ -930,7 +938,7 @@ def mem_gib():
 
 def git_rev():
     try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return "?"
 
@@ -964,7 +972,7 @@ def main():
             ("servers", lambda: (b.start_upstream(), b.start_nginx(), setattr(b, "modstash", b.start_modstash("modstash", f"file://{b.storage}")))),
             ("warm-up", lambda: (b.listen_backlogs(), b.warm_up())),
             ("warm throughput", b.warm_throughput),
-            ("cold 1000 concurrent", b.cold_concurrent),
+            ("cold 1000 concurrent", lambda: (b.cold_concurrent(), b.idle_rss_after_cold())),
             ("cold time to first byte", b.cold_ttfb),
             ("stop modstash", lambda: b.procs.stop(b.modstash)),
             ("peak RSS", b.rss),
