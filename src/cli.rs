@@ -107,10 +107,10 @@ pub struct ServeArgs {
     /// Bytes of small files (.info, .mod) kept in memory [default: 67108864].
     #[arg(long, env = "MODSTASH_MEMORY_CACHE_BYTES")]
     pub memory_cache_bytes: Option<u64>,
-    /// Bytes per range request when streaming zips from remote storage [default: 8388608].
+    /// Bytes per range request when streaming zips from remote storage [default: 4194304].
     #[arg(long, env = "MODSTASH_STORAGE_READ_CHUNK")]
     pub storage_read_chunk: Option<u64>,
-    /// Range requests in flight per zip download from remote storage [default: 4].
+    /// Range requests in flight per zip download from remote storage [default: 8].
     #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
     pub storage_read_window: Option<usize>,
     /// Benchmarks only: latency added to every storage read, to stand in for a remote bucket.

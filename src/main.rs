@@ -6,11 +6,6 @@ use clap::Parser;
 use modstash::cli::{Cli, Command, ConfigCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-// Many concurrent downloads churn through short-lived buffers; mimalloc returns that memory
-// promptly, where glibc's per-thread arenas keep peak RSS well above what is in use.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -38,10 +33,15 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Rm(args) => modstash::inspect::run::rm(args, &file).map_err(|e| e.to_string()),
         Command::Serve(args) => {
             let settings = args.resolve(&file).map_err(|e| e.to_string())?;
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            // Blocking threads serve local file reads; a bound keeps a burst of downloads from
+            // growing hundreds of threads (and their memory) for no gain on a few cores.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(64)
+                .build()
+                .map_err(|e| e.to_string())?;
             runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(settings.listen)
-                    .await
+                let listener = listen(settings.listen)
                     .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
                 modstash::serve(listener, settings, shutdown_signal())
                     .await
@@ -49,6 +49,19 @@ fn run(cli: Cli) -> Result<(), String> {
             })
         }
     }
+}
+
+/// Binds with a deep accept backlog: a thousand `go` processes connecting at once must not see
+/// dropped SYNs (retried only after a second) behind the default backlog of 128.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn init_tracing(format: LogFormat) {

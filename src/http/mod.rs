@@ -56,7 +56,11 @@ impl AppState {
             .with_range_reads(RangeReadOptions {
                 chunk_size: settings.storage_read_chunk,
                 window: settings.storage_read_window,
-            });
+            })
+            .with_injected_latency(
+                settings.inject_storage_latency,
+                settings.inject_storage_bandwidth,
+            );
         let upstream =
             UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
         let lease: Arc<dyn Lease> = match &settings.lease {
