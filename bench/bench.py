@@ -53,8 +53,8 @@ PROFILES = {
         "s3_conc": 20,
         "s3_configs": [
             (2147483648, 1),  # one sequential GET: the baseline
-            (8 * MiB, 4),  # the default
-            (4 * MiB, 8),
+            (8 * MiB, 4),
+            (4 * MiB, 8),  # the default
             (8 * MiB, 8),
             (16 * MiB, 4),
             (16 * MiB, 8),
@@ -81,7 +81,7 @@ PROFILES = {
         "s3_configs": [(2147483648, 1), (8 * MiB, 4), (4 * MiB, 8)],
     },
 }
-DEFAULT_CHUNK, DEFAULT_WINDOW = 8 * MiB, 4
+DEFAULT_CHUNK, DEFAULT_WINDOW = 4 * MiB, 8  # src/storage/ranged.rs RangeReadOptions::default()
 BUCKET, PREFIX = "modstash-bench", "p"
 
 

@@ -171,18 +171,17 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_mergers_over_one_store_lose_nothing() {
-        // Two mergers stand for two replicas: only the conditional write keeps them honest.
-        let storage = Storage::open(&StorageUrl::Memory).unwrap();
-        // Separate lease tables: nothing but the conditional write keeps them from losing versions.
-        let (a, b) = (
-            ListMerger::new(storage.clone(), Arc::new(MemoryLease::new())),
-            ListMerger::new(storage.clone(), Arc::new(MemoryLease::new())),
-        );
+    /// Appends `count` versions through two mergers (two replicas) alternately, then returns
+    /// how many versions the stored list holds.
+    async fn append_through_two(
+        storage: &Storage,
+        a: ListMerger,
+        b: ListMerger,
+        count: usize,
+    ) -> usize {
         let path = ModulePath::parse("example.com/m").unwrap();
         let mut tasks = Vec::new();
-        for i in 0..60 {
+        for i in 0..count {
             let merger = if i % 2 == 0 { a.clone() } else { b.clone() };
             let path = path.clone();
             tasks.push(tokio::spawn(async move {
@@ -194,7 +193,16 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(storage.read_list(&path).await.unwrap().versions.len(), 60);
+        storage.read_list(&path).await.unwrap().versions.len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_mergers_over_one_store_lose_nothing() {
+        // Separate lease tables: nothing but the conditional write keeps them from losing versions.
+        let storage = Storage::open(&StorageUrl::Memory).unwrap();
+        let a = ListMerger::new(storage.clone(), Arc::new(MemoryLease::new()));
+        let b = ListMerger::new(storage.clone(), Arc::new(MemoryLease::new()));
+        assert_eq!(append_through_two(&storage, a, b, 60).await, 60);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,24 +213,8 @@ mod tests {
         let storage = Storage::open(&StorageUrl::File(dir.path().to_owned())).unwrap();
         assert!(!storage.has_conditional_update());
         let lease: Arc<dyn Lease> = Arc::new(MemoryLease::new());
-        let (a, b) = (
-            ListMerger::new(storage.clone(), lease.clone()),
-            ListMerger::new(storage.clone(), lease),
-        );
-        let path = ModulePath::parse("example.com/m").unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..40 {
-            let merger = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let path = path.clone();
-            tasks.push(tokio::spawn(async move {
-                merger
-                    .append(&path, Version::parse(&format!("v0.{i}.0")).unwrap())
-                    .await
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-        assert_eq!(storage.read_list(&path).await.unwrap().versions.len(), 40);
+        let a = ListMerger::new(storage.clone(), lease.clone());
+        let b = ListMerger::new(storage.clone(), lease);
+        assert_eq!(append_through_two(&storage, a, b, 40).await, 40);
     }
 }
