@@ -1,4 +1,4 @@
-//! The `modstash` command line: `serve`, `config show`.
+//! The `modstash` command line: `serve`, `config show`, and the storage inspection commands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
