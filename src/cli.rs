@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// Range requests in flight per zip download from remote storage [default: 8].
     #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
     pub storage_read_window: Option<usize>,
+    /// Connections served at once; more wait in the accept backlog [default: 16384].
+    #[arg(long, env = "MODSTASH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send its request headers [default: 10s].
+    #[arg(long, env = "MODSTASH_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
     /// Benchmarks only: latency added to every storage read, to stand in for a remote bucket.
     #[arg(long, env = "MODSTASH_INJECT_STORAGE_LATENCY", value_parser = parse_duration, hide = true)]
     pub inject_storage_latency: Option<Duration>,
@@ -200,6 +206,16 @@ impl ServeArgs {
                 .storage_read_window
                 .or(file.storage_read_window)
                 .unwrap_or(d.storage_read_window),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            header_read_timeout: dur(
+                self.header_read_timeout,
+                &file.header_read_timeout,
+                "header-read-timeout",
+                d.header_read_timeout,
+            )?,
             inject_storage_latency: self.inject_storage_latency.unwrap_or_default(),
             inject_storage_bandwidth: self.inject_storage_bandwidth.unwrap_or_default(),
         };

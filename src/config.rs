@@ -138,6 +138,10 @@ pub struct Settings {
     pub storage_read_chunk: u64,
     /// Range requests in flight per download from remote storage.
     pub storage_read_window: usize,
+    /// Connections served at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
     /// Benchmarks only: latency added to every storage read (zero: none).
     pub inject_storage_latency: Duration,
     /// Benchmarks only: per-request read bandwidth of storage in bytes/s (zero: unlimited).
@@ -162,6 +166,8 @@ impl Default for Settings {
             memory_cache_bytes: 64 * 1024 * 1024,
             storage_read_chunk: crate::storage::RangeReadOptions::default().chunk_size,
             storage_read_window: crate::storage::RangeReadOptions::default().window,
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(10),
             inject_storage_latency: Duration::ZERO,
             inject_storage_bandwidth: 0,
         }
@@ -202,6 +208,10 @@ pub struct FileSettings {
     pub storage_read_chunk: Option<u64>,
     /// See [`Settings::storage_read_window`].
     pub storage_read_window: Option<usize>,
+    /// See [`Settings::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Settings::header_read_timeout`].
+    pub header_read_timeout: Option<String>,
 }
 
 impl FileSettings {
@@ -276,6 +286,12 @@ pub(crate) fn parse_named_duration(
 impl Settings {
     /// Checks cross-field rules that single values cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 || self.header_read_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "max-connections",
+                message: "max-connections and header-read-timeout must be above zero".into(),
+            });
+        }
         if self.upstream_concurrency == 0 {
             return Err(ConfigError::Invalid {
                 name: "upstream-concurrency",
@@ -324,6 +340,10 @@ impl Settings {
             ("lease", self.lease.redacted()),
             ("lease-ttl", format_duration(self.lease_ttl)),
             ("shutdown-grace", format_duration(self.shutdown_grace)),
+            (
+                "header-read-timeout",
+                format_duration(self.header_read_timeout),
+            ),
         ];
         let mut out = String::new();
         for (k, v) in lines {
@@ -334,6 +354,7 @@ impl Settings {
             ("memory-cache-bytes", self.memory_cache_bytes),
             ("storage-read-chunk", self.storage_read_chunk),
             ("storage-read-window", self.storage_read_window as u64),
+            ("max-connections", self.max_connections as u64),
         ] {
             out.push_str(&format!("{k} = {v}\n"));
         }

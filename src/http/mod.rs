@@ -14,6 +14,10 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -134,6 +138,11 @@ async fn version() -> Response {
 
 /// Serves the GOPROXY protocol on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish (for at most the configured grace period).
+///
+/// Connections are capped (`max-connections`; the accept loop waits for a free slot, so excess
+/// clients queue in the kernel backlog instead of exhausting file descriptors) and a client must
+/// send its request headers within `header-read-timeout`, so idle or slowloris connections cannot
+/// starve everyone else.
 pub async fn serve(
     listener: TcpListener,
     settings: Settings,
@@ -146,25 +155,59 @@ pub async fn serve(
         upstream = %settings.upstream,
         "modstash serving"
     );
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
-    let grace = settings.shutdown_grace;
-    tokio::select! {
-        result = server => result.map_err(ServeError::from),
-        () = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(settings.header_read_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of descriptors or a reset before accept: back off briefly, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
-        } => {
-            tracing::warn!(?grace, "grace period over; dropping remaining connections");
-            Ok(())
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(settings.shutdown_grace) => {
+            tracing::warn!(grace = ?settings.shutdown_grace, "grace period over; dropping remaining connections");
         }
     }
+    Ok(())
 }

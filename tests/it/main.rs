@@ -19,3 +19,4 @@ mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
 mod protocol;
+mod slow_clients;
