@@ -114,7 +114,7 @@ pub fn bytes_response(
 ) -> Result<Response, HttpError> {
     let etag = etag.unwrap_or_else(|| etag_of(&bytes));
     let size = bytes.len() as u64;
-    let (status, range) = match precheck(cond, size, &etag)? {
+    let (status, range) = match precheck(cond, &etag) {
         Some(early) => return Ok(finish(early, content_type, freshness, &etag)),
         None => range_or_all(cond, size, &etag)?,
     };
@@ -140,7 +140,7 @@ pub async fn stream_response(
     freshness: Freshness,
     etag: String,
 ) -> Result<Response, HttpError> {
-    let (status, range) = match precheck(cond, size, &etag)? {
+    let (status, range) = match precheck(cond, &etag) {
         Some(early) => return Ok(finish(early, content_type, freshness, &etag)),
         None => range_or_all(cond, size, &etag)?,
     };
@@ -157,11 +157,10 @@ pub async fn stream_response(
     ))
 }
 
-fn precheck(cond: &Conditions<'_>, _size: u64, etag: &str) -> Result<Option<Response>, HttpError> {
-    if cond.not_modified(etag) {
-        return Ok(Some(StatusCode::NOT_MODIFIED.into_response()));
-    }
-    Ok(None)
+/// `304` when the client already has this representation.
+fn precheck(cond: &Conditions<'_>, etag: &str) -> Option<Response> {
+    cond.not_modified(etag)
+        .then(|| StatusCode::NOT_MODIFIED.into_response())
 }
 
 fn range_or_all(

@@ -30,7 +30,7 @@ pub fn parse_info(bytes: &[u8]) -> Result<InfoFields, StashError> {
     let info: InfoFields = serde_json::from_slice(bytes)
         .map_err(|e| StashError::InvalidUpstream(format!(".info is not valid JSON: {e}")))?;
     match &info.time {
-        Some(t) if httpdate_rfc3339_ok(t) => Ok(info),
+        Some(t) if looks_like_rfc3339(t) => Ok(info),
         Some(t) => Err(StashError::InvalidUpstream(format!(
             ".info has an invalid Time {t:?}"
         ))),
@@ -38,7 +38,7 @@ pub fn parse_info(bytes: &[u8]) -> Result<InfoFields, StashError> {
     }
 }
 
-fn httpdate_rfc3339_ok(t: &str) -> bool {
+fn looks_like_rfc3339(t: &str) -> bool {
     // A cheap structural check of RFC 3339 (`2006-01-02T15:04:05Z` or with offset/fraction).
     let b = t.as_bytes();
     b.len() >= 20
