@@ -7,7 +7,6 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use url::Url;
 
 use super::error::UpstreamError;
 use super::spec::{Fallthrough, ProxyEntry, UpstreamSpec};
@@ -195,8 +194,8 @@ impl UpstreamClient {
         rel: &str,
         timeout: Option<Duration>,
     ) -> Result<(reqwest::Response, String, OwnedSemaphorePermit), UpstreamError> {
-        let url = join(&entry.url, rel);
-        let shown = redact(&url);
+        let url = format!("{}/{rel}", entry.url.as_str().trim_end_matches('/'));
+        let shown = format!("{}/{rel}", entry.redacted_url());
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -246,21 +245,6 @@ impl UpstreamClient {
 
 fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {
     format!("{}/@v/{escaped_version}.{ext}", path.escaped())
-}
-
-fn join(base: &Url, rel: &str) -> String {
-    format!("{}/{rel}", base.as_str().trim_end_matches('/'))
-}
-
-fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn first_line(text: &str) -> String {

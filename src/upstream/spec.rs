@@ -23,6 +23,19 @@ pub struct ProxyEntry {
     pub fallthrough: Fallthrough,
 }
 
+impl ProxyEntry {
+    /// The base URL with any user and password replaced by `REDACTED`, for logs, error
+    /// messages and `config show`.
+    pub fn redacted_url(&self) -> String {
+        let mut url = self.url.clone();
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("REDACTED");
+            let _ = url.set_password(None);
+        }
+        url.as_str().trim_end_matches('/').to_owned()
+    }
+}
+
 /// The parsed upstream chain; empty means `off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
@@ -63,12 +76,7 @@ impl UpstreamSpec {
         }
         let mut out = String::new();
         for (i, e) in self.entries.iter().enumerate() {
-            let mut url = e.url.clone();
-            if !url.username().is_empty() || url.password().is_some() {
-                let _ = url.set_username("REDACTED");
-                let _ = url.set_password(None);
-            }
-            out.push_str(url.as_str().trim_end_matches('/'));
+            out.push_str(&e.redacted_url());
             if i + 1 < self.entries.len() {
                 out.push(match e.fallthrough {
                     Fallthrough::OnNotFound => ',',
