@@ -32,7 +32,7 @@ pub async fn handle(
         return Err(HttpError::MethodNotAllowed);
     }
     let request = parse_proxy_path(uri.path())?;
-    tracing::Span::current().record("module", tracing::field::display(module_of(&request)));
+    tracing::Span::current().record("module", tracing::field::display(request.module_path()));
     let cond = Conditions {
         method: &method,
         headers: &headers,
@@ -60,13 +60,6 @@ pub async fn handle(
             stored_small(&app, &cond, &mv, VersionFile::Mod, Freshness::Immutable).await
         }
         ProxyRequest::Zip(mv) => stored_zip(&app, &cond, &mv).await,
-    }
-}
-
-fn module_of(request: &ProxyRequest) -> &ModulePath {
-    match request {
-        ProxyRequest::List(p) | ProxyRequest::Latest(p) | ProxyRequest::Info(p, _) => p,
-        ProxyRequest::Mod(mv) | ProxyRequest::Zip(mv) => mv.path(),
     }
 }
 
