@@ -16,7 +16,7 @@ use super::error::HttpError;
 use super::respond::{
     Conditions, Freshness, RangeSource, bytes_response, content_type, etag_of, stream_response,
 };
-use crate::module::{ModulePath, ModuleVersion, ProxyRequest, VersionRef, parse_proxy_path};
+use crate::module::{ModuleVersion, ProxyRequest, VersionRef, parse_proxy_path};
 use crate::stash::live::{LiveZip, follow};
 use crate::stash::{Stasher, ZipSource};
 use crate::storage::VersionFile;
