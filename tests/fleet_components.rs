@@ -291,6 +291,17 @@ async fn storage_lease_stale_generation_is_not_a_hold() {
 }
 
 /// Renewals and releases collect old generations: a key at rest keeps one object, a release marker.
+
+/// The generations a key's lease log holds right now.
+async fn lease_log(storage: &Storage, dir: &object_store::path::Path) -> Vec<ObjectMeta> {
+    storage
+        .object_store()
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn storage_lease_collects_old_generations() {
     let storage = memory_storage();
@@ -305,12 +316,7 @@ async fn storage_lease_collects_old_generations() {
         guard.renew().await.unwrap();
     }
     let dir = StorageLease::key_dir(key);
-    let held: Vec<ObjectMeta> = storage
-        .object_store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .unwrap();
+    let held = lease_log(&storage, &dir).await;
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].location.filename(), Some("00000000000000000004"));
     let record: serde_json::Value =
@@ -319,12 +325,7 @@ async fn storage_lease_collects_old_generations() {
     assert_eq!(record["released"], false);
 
     guard.release().await.unwrap();
-    let at_rest: Vec<ObjectMeta> = storage
-        .object_store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .unwrap();
+    let at_rest = lease_log(&storage, &dir).await;
     assert_eq!(at_rest.len(), 1, "{at_rest:?}");
     assert_eq!(at_rest[0].location.filename(), Some("00000000000000000005"));
     let marker: serde_json::Value =

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::fixture_tree::{escape_path, generate_bytes, write_zip};
+use crate::services::free_port;
 
 /// One module with `count` versions, written as a GOPROXY tree.
 pub struct GeneratedModule {
@@ -113,14 +114,6 @@ impl Replica {
         self.child.start_kill().expect("kill modstash");
         let _ = self.child.wait().await;
     }
-}
-
-/// A port that was free a moment ago (the replica binds it right away).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A temporary directory that lives as long as the returned guard.
