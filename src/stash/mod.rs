@@ -304,22 +304,27 @@ impl Stasher {
         let inner = &self.inner;
         let key = format!("fetch/{}@{}", mv.path().escaped(), mv.version().escaped());
         let mut backoff = Duration::from_millis(20);
-        let guard = loop {
+        // The caller just found `mv` missing in storage; fetch_under_lease re-checks once the
+        // lease is ours, so storage is looked at again only while someone else holds it.
+        let spooled = loop {
+            match inner.lease.try_acquire(&key, inner.lease_ttl).await {
+                Ok(Some(guard)) => match self.fetch_under_lease(mv, guard, live).await {
+                    // A lost lease means another replica took over (we were too slow to renew):
+                    // its commit is what our waiters need, so wait for it instead of failing them.
+                    Err(e) if matches!(e.as_ref(), StashError::Lease(LeaseError::Lost(_))) => {}
+                    done => break done?,
+                },
+                Ok(None) => {}
+                Err(e) => return Err(err(e)),
+            }
+            // Held elsewhere: wait for its commit or its expiry.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
             if inner.storage.is_committed(mv).await.map_err(err)? {
                 inner.committed.insert(mv.clone(), ()).await;
                 return Ok(());
             }
-            match inner.lease.try_acquire(&key, inner.lease_ttl).await {
-                Ok(Some(guard)) => break guard,
-                Ok(None) => {
-                    // Held elsewhere: wait for its commit (re-checked above) or its expiry.
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(err(e)),
-            }
         };
-        let spooled = self.fetch_under_lease(mv, guard, live).await?;
         inner.committed.insert(mv.clone(), ()).await;
         if !mv.version().is_pseudo()
             && let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await

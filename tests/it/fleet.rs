@@ -33,7 +33,7 @@ async fn start_fleet(setup: &FleetSetup, upstream: &Upstream, n: usize) -> Vec<R
         "--lease".to_owned(),
         setup.lease.clone(),
         "--lease-ttl".to_owned(),
-        "2s".to_owned(),
+        "4s".to_owned(),
         "--negative-ttl".to_owned(),
         "0ms".to_owned(),
     ];
