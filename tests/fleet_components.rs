@@ -290,8 +290,6 @@ async fn storage_lease_stale_generation_is_not_a_hold() {
     assert!(matches!(guard.renew().await, Err(LeaseError::Lost(_))));
 }
 
-/// Renewals and releases collect old generations: a key at rest keeps one object, a release marker.
-
 /// The generations a key's lease log holds right now.
 async fn lease_log(storage: &Storage, dir: &object_store::path::Path) -> Vec<ObjectMeta> {
     storage
@@ -302,6 +300,7 @@ async fn lease_log(storage: &Storage, dir: &object_store::path::Path) -> Vec<Obj
         .unwrap()
 }
 
+/// Renewals and releases collect old generations: a key at rest keeps one object, a release marker.
 #[tokio::test]
 async fn storage_lease_collects_old_generations() {
     let storage = memory_storage();
