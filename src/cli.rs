@@ -10,6 +10,7 @@ use crate::config::{
     ConfigError, FileSettings, LeaseSpec, Settings, parse_duration, parse_named,
     parse_named_duration,
 };
+use crate::module::ModulePatterns;
 use crate::storage::StorageUrl;
 use crate::upstream::UpstreamSpec;
 
@@ -94,6 +95,10 @@ pub struct ServeArgs {
     /// Upstream requests at once (serving stored modules never waits for these) [default: 64].
     #[arg(long, env = "MODSTASH_UPSTREAM_CONCURRENCY")]
     pub upstream_concurrency: Option<usize>,
+    /// Private module patterns in GOPRIVATE syntax (`*.corp.example.com,github.com/acme/*`):
+    /// always fetched `direct` with the go command, never looked up in a checksum database.
+    #[arg(long, env = "MODSTASH_PRIVATE")]
+    pub private: Option<ModulePatterns>,
     /// Lease backend: `memory` (one process), `storage` (lease objects in the shared storage) or
     /// `redis://[:password@]host:port[/db]` [default: memory].
     #[arg(long, env = "MODSTASH_LEASE")]
@@ -152,6 +157,11 @@ impl ServeArgs {
                 (Some(v), _) => v.clone(),
                 (None, Some(s)) => parse_named("upstream", s)?,
                 (None, None) => d.upstream,
+            },
+            private: match (&self.private, &file.private) {
+                (Some(v), _) => v.clone(),
+                (None, Some(s)) => parse_named("private", s)?,
+                (None, None) => d.private,
             },
             list_ttl: dur(self.list_ttl, &file.list_ttl, "list-ttl", d.list_ttl)?,
             negative_ttl: dur(

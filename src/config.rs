@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::module::ModulePatterns;
 use crate::storage::StorageUrl;
 use crate::upstream::UpstreamSpec;
 
@@ -114,6 +115,9 @@ pub struct Settings {
     pub storage: StorageUrl,
     /// Where modules come from, in GOPROXY syntax.
     pub upstream: UpstreamSpec,
+    /// Private modules, in GOPRIVATE syntax: always fetched `direct`, never looked up in a
+    /// checksum database.
+    pub private: ModulePatterns,
     /// How long an upstream `list`/`@latest` answer is reused.
     pub list_ttl: Duration,
     /// How long a failed or not-found upstream answer is remembered.
@@ -154,6 +158,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             storage: StorageUrl::default(),
             upstream: UpstreamSpec::default(),
+            private: ModulePatterns::default(),
             list_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             upstream_connect_timeout: Duration::from_secs(10),
@@ -184,6 +189,8 @@ pub struct FileSettings {
     pub storage: Option<String>,
     /// See [`Settings::upstream`].
     pub upstream: Option<String>,
+    /// See [`Settings::private`].
+    pub private: Option<String>,
     /// See [`Settings::list_ttl`].
     pub list_ttl: Option<String>,
     /// See [`Settings::negative_ttl`].
@@ -326,6 +333,7 @@ impl Settings {
             ("listen", self.listen.to_string()),
             ("storage", self.storage.redacted()),
             ("upstream", self.upstream.redacted()),
+            ("private", self.private.to_string()),
             ("list-ttl", format_duration(self.list_ttl)),
             ("negative-ttl", format_duration(self.negative_ttl)),
             (
