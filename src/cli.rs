@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    ConfigError, FileSettings, LeaseSpec, Settings, parse_duration, parse_named,
+    ConfigError, FileSettings, LeaseSpec, Settings, parse_duration, parse_env_pair, parse_named,
     parse_named_duration,
 };
 use crate::module::ModulePatterns;
@@ -99,6 +99,19 @@ pub struct ServeArgs {
     /// always fetched `direct` with the go command, never looked up in a checksum database.
     #[arg(long, env = "MODSTASH_PRIVATE")]
     pub private: Option<ModulePatterns>,
+    /// The go command for `direct` fetches [default: go, from PATH].
+    #[arg(long, env = "MODSTASH_GO_BINARY")]
+    pub go_binary: Option<PathBuf>,
+    /// Extra environment for the go command of `direct` fetches, `KEY=value` (repeatable; in the
+    /// variable, comma-separated), e.g. `GIT_CONFIG_GLOBAL=/etc/modstash/gitconfig`.
+    #[arg(long, env = "MODSTASH_DIRECT_ENV", value_parser = parse_env_pair, value_delimiter = ',')]
+    pub direct_env: Vec<(String, String)>,
+    /// go commands running at once for `direct` fetches [default: 4].
+    #[arg(long, env = "MODSTASH_DIRECT_CONCURRENCY")]
+    pub direct_concurrency: Option<usize>,
+    /// Longest one `direct` fetch may take [default: 10m].
+    #[arg(long, env = "MODSTASH_DIRECT_TIMEOUT", value_parser = parse_duration)]
+    pub direct_timeout: Option<Duration>,
     /// Lease backend: `memory` (one process), `storage` (lease objects in the shared storage) or
     /// `redis://[:password@]host:port[/db]` [default: memory].
     #[arg(long, env = "MODSTASH_LEASE")]
@@ -192,6 +205,35 @@ impl ServeArgs {
                 .upstream_concurrency
                 .or(file.upstream_concurrency)
                 .unwrap_or(d.upstream_concurrency),
+            go_binary: self
+                .go_binary
+                .clone()
+                .or_else(|| file.go_binary.clone())
+                .unwrap_or(d.go_binary),
+            direct_env: if !self.direct_env.is_empty() {
+                self.direct_env.clone()
+            } else {
+                file.direct_env
+                    .iter()
+                    .flatten()
+                    .map(|pair| {
+                        parse_env_pair(pair).map_err(|message| ConfigError::Invalid {
+                            name: "direct-env",
+                            message,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            },
+            direct_concurrency: self
+                .direct_concurrency
+                .or(file.direct_concurrency)
+                .unwrap_or(d.direct_concurrency),
+            direct_timeout: dur(
+                self.direct_timeout,
+                &file.direct_timeout,
+                "direct-timeout",
+                d.direct_timeout,
+            )?,
             lease: match (&self.lease, &file.lease) {
                 (Some(v), _) => v.clone(),
                 (None, Some(s)) => parse_named("lease", s)?,
@@ -269,7 +311,7 @@ mod tests {
         let file: FileSettings = toml::from_str("list-ttl = \"soon\"").unwrap();
         let err = ServeArgs::default().resolve(&file).unwrap_err().to_string();
         assert!(err.contains("list-ttl"), "{err}");
-        let file: FileSettings = toml::from_str("upstream = \"direct\"").unwrap();
+        let file: FileSettings = toml::from_str("upstream = \"direct,https://a.example\"").unwrap();
         let err = ServeArgs::default().resolve(&file).unwrap_err().to_string();
         assert!(err.contains("direct"), "{err}");
     }

@@ -130,6 +130,15 @@ pub struct Settings {
     pub upstream_read_timeout: Duration,
     /// Upstream fetches running at once; separate from serving, so hits never queue behind misses.
     pub upstream_concurrency: usize,
+    /// The go command used for `direct` fetches.
+    pub go_binary: PathBuf,
+    /// Extra environment for the go command of `direct` fetches (`NETRC`, `GIT_CONFIG_GLOBAL`,
+    /// `GONOSUMDB`...), on top of modstash's own environment. Values may hold secrets.
+    pub direct_env: Vec<(String, String)>,
+    /// go commands running at once for `direct` fetches.
+    pub direct_concurrency: usize,
+    /// Longest a `direct` fetch (one go command) may take.
+    pub direct_timeout: Duration,
     /// Lease backend.
     pub lease: LeaseSpec,
     /// Lease time-to-live; the holder renews at a third of it.
@@ -165,6 +174,10 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(60),
             upstream_read_timeout: Duration::from_secs(30),
             upstream_concurrency: 64,
+            go_binary: PathBuf::from("go"),
+            direct_env: Vec::new(),
+            direct_concurrency: 4,
+            direct_timeout: Duration::from_secs(600),
             lease: LeaseSpec::Memory,
             lease_ttl: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -203,6 +216,14 @@ pub struct FileSettings {
     pub upstream_read_timeout: Option<String>,
     /// See [`Settings::upstream_concurrency`].
     pub upstream_concurrency: Option<usize>,
+    /// See [`Settings::go_binary`].
+    pub go_binary: Option<PathBuf>,
+    /// See [`Settings::direct_env`]: `["KEY=value", ...]`.
+    pub direct_env: Option<Vec<String>>,
+    /// See [`Settings::direct_concurrency`].
+    pub direct_concurrency: Option<usize>,
+    /// See [`Settings::direct_timeout`].
+    pub direct_timeout: Option<String>,
     /// See [`Settings::lease`].
     pub lease: Option<String>,
     /// See [`Settings::lease_ttl`].
@@ -261,6 +282,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses `KEY=value` for the go command's environment.
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=value"))?;
+    let valid = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(format!("{key:?} is not an environment variable name"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 /// Formats a duration the way [`parse_duration`] reads it.
 pub fn format_duration(d: Duration) -> String {
     if d.subsec_millis() != 0 || d.as_secs() == 0 {
@@ -291,12 +326,23 @@ pub(crate) fn parse_named_duration(
 }
 
 impl Settings {
+    /// Modules fetched only by the go command: the private patterns.
+    pub fn always_direct(&self) -> ModulePatterns {
+        self.private.clone()
+    }
+
     /// Checks cross-field rules that single values cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 || self.header_read_timeout.is_zero() {
             return Err(ConfigError::Invalid {
                 name: "max-connections",
                 message: "max-connections and header-read-timeout must be above zero".into(),
+            });
+        }
+        if self.direct_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "direct-concurrency",
+                message: "must be at least 1".into(),
             });
         }
         if self.upstream_concurrency == 0 {
@@ -345,6 +391,17 @@ impl Settings {
                 "upstream-read-timeout",
                 format_duration(self.upstream_read_timeout),
             ),
+            ("go-binary", self.go_binary.display().to_string()),
+            ("direct-timeout", format_duration(self.direct_timeout)),
+            (
+                "direct-env",
+                // Names only: values may be tokens.
+                self.direct_env
+                    .iter()
+                    .map(|(k, _)| format!("{k}=REDACTED"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             ("lease", self.lease.redacted()),
             ("lease-ttl", format_duration(self.lease_ttl)),
             ("shutdown-grace", format_duration(self.shutdown_grace)),
@@ -359,6 +416,7 @@ impl Settings {
         }
         for (k, v) in [
             ("upstream-concurrency", self.upstream_concurrency as u64),
+            ("direct-concurrency", self.direct_concurrency as u64),
             ("memory-cache-bytes", self.memory_cache_bytes),
             ("storage-read-chunk", self.storage_read_chunk),
             ("storage-read-window", self.storage_read_window as u64),

@@ -8,10 +8,11 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::direct::{DirectFetcher, DirectOptions};
 use super::error::UpstreamError;
 use super::spec::{Fallthrough, ProxyEntry, UpstreamSpec};
 use crate::config::Settings;
-use crate::module::{ModulePath, ModuleVersion, Version, VersionQuery};
+use crate::module::{ModulePath, ModulePatterns, ModuleVersion, Version, VersionQuery};
 
 /// Largest `.info`/`@latest` answer accepted.
 const MAX_INFO: u64 = 1 << 20;
@@ -30,7 +31,8 @@ pub struct ZipBody {
     pub content_length: Option<u64>,
     /// The URL the zip came from (redacted), for logs.
     pub url: String,
-    _permit: OwnedSemaphorePermit,
+    /// An upstream-concurrency permit, released when the body is dropped.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Client for the configured upstream chain.
@@ -40,11 +42,33 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     metadata_timeout: Duration,
+    /// The go command, when the chain ends in `direct` or some modules always go direct.
+    direct: Option<DirectFetcher>,
+    /// Modules that skip the proxies and go direct (private patterns and `direct` rules).
+    always_direct: ModulePatterns,
+}
+
+/// Where one module is fetched from.
+enum Route<'a> {
+    /// Only by the go command.
+    Direct(&'a DirectFetcher),
+    /// The proxy chain, then (as its end allows) the go command.
+    Proxies(Option<&'a DirectFetcher>),
 }
 
 impl UpstreamClient {
     /// Builds the client: bounded pool, timeouts, and a user agent naming modstash.
     pub fn new(settings: &Settings) -> Result<UpstreamClient, UpstreamError> {
+        let always_direct = settings.always_direct();
+        let direct = (settings.upstream.ends_in_direct() || !always_direct.is_empty()).then(|| {
+            DirectFetcher::new(DirectOptions {
+                go_binary: settings.go_binary.clone(),
+                concurrency: settings.direct_concurrency,
+                timeout: settings.direct_timeout,
+                private: settings.private.clone(),
+                env: settings.direct_env.clone(),
+            })
+        });
         let http = reqwest::Client::builder()
             .user_agent(concat!("modstash/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.upstream_connect_timeout)
@@ -63,17 +87,56 @@ impl UpstreamClient {
             http,
             permits: Arc::new(Semaphore::new(settings.upstream_concurrency)),
             metadata_timeout: settings.upstream_timeout,
+            direct,
+            always_direct,
         })
     }
 
     /// True when no upstream is configured.
     pub fn is_off(&self) -> bool {
-        self.spec.is_off()
+        self.spec.is_off() && self.direct.is_none()
+    }
+
+    /// True when `path` is fetched only by the go command (never from a proxy).
+    pub fn goes_direct(&self, path: &ModulePath) -> bool {
+        self.direct.is_some() && self.always_direct.matches(path.as_str())
+    }
+
+    fn route(&self, path: &ModulePath) -> Route<'_> {
+        match &self.direct {
+            Some(direct) if self.always_direct.matches(path.as_str()) => Route::Direct(direct),
+            Some(direct) if self.spec.ends_in_direct() => Route::Proxies(Some(direct)),
+            _ => Route::Proxies(None),
+        }
+    }
+
+    /// The go command, when the proxies' result lets the chain fall through to `direct`.
+    fn fallback<'a, T>(
+        &self,
+        from_proxies: &Result<T, UpstreamError>,
+        direct: Option<&'a DirectFetcher>,
+    ) -> Option<&'a DirectFetcher> {
+        match from_proxies {
+            Err(e) if self.spec.falls_to_direct(e.is_not_found()) => direct,
+            _ => None,
+        }
     }
 
     /// `@v/list`: canonical tagged versions (pseudo-versions and junk lines dropped).
     #[tracing::instrument(skip_all, fields(module = %path))]
     pub async fn list(&self, path: &ModulePath) -> Result<Vec<Version>, UpstreamError> {
+        let direct = match self.route(path) {
+            Route::Direct(d) => return d.list(path).await,
+            Route::Proxies(direct) => direct,
+        };
+        let r = self.list_from_proxies(path).await;
+        match self.fallback(&r, direct) {
+            Some(d) => d.list(path).await,
+            None => r,
+        }
+    }
+
+    async fn list_from_proxies(&self, path: &ModulePath) -> Result<Vec<Version>, UpstreamError> {
         let body = self
             .get_small(&format!("{}/@v/list", path.escaped()), MAX_LIST)
             .await?;
@@ -89,18 +152,36 @@ impl UpstreamClient {
     /// `@latest`: the `.info` JSON of the latest version.
     #[tracing::instrument(skip_all, fields(module = %path))]
     pub async fn latest(&self, path: &ModulePath) -> Result<Bytes, UpstreamError> {
-        self.get_small(&format!("{}/@latest", path.escaped()), MAX_INFO)
-            .await
+        let direct = match self.route(path) {
+            Route::Direct(d) => return d.latest(path).await,
+            Route::Proxies(direct) => direct,
+        };
+        let r = self
+            .get_small(&format!("{}/@latest", path.escaped()), MAX_INFO)
+            .await;
+        match self.fallback(&r, direct) {
+            Some(d) => d.latest(path).await,
+            None => r,
+        }
     }
 
     /// `.info` of a canonical version.
     #[tracing::instrument(skip_all, fields(module_version = %mv))]
     pub async fn info(&self, mv: &ModuleVersion) -> Result<Bytes, UpstreamError> {
-        self.get_small(
-            &version_url(mv.path(), &mv.version().escaped(), "info"),
-            MAX_INFO,
-        )
-        .await
+        let direct = match self.route(mv.path()) {
+            Route::Direct(d) => return d.info(mv).await,
+            Route::Proxies(direct) => direct,
+        };
+        let r = self
+            .get_small(
+                &version_url(mv.path(), &mv.version().escaped(), "info"),
+                MAX_INFO,
+            )
+            .await;
+        match self.fallback(&r, direct) {
+            Some(d) => d.info(mv).await,
+            None => r,
+        }
     }
 
     /// `.info` of a non-canonical query (branch, commit, `v1.2`): names the canonical version.
@@ -110,25 +191,55 @@ impl UpstreamClient {
         path: &ModulePath,
         query: &VersionQuery,
     ) -> Result<Bytes, UpstreamError> {
+        let direct = match self.route(path) {
+            Route::Direct(d) => return d.query_info(path, query).await,
+            Route::Proxies(direct) => direct,
+        };
         // The go command path-escapes a query, so a branch like `feature/x` is one URL segment.
         let escaped = query.escaped().replace('/', "%2F");
-        self.get_small(&version_url(path, &escaped, "info"), MAX_INFO)
-            .await
+        let r = self
+            .get_small(&version_url(path, &escaped, "info"), MAX_INFO)
+            .await;
+        match self.fallback(&r, direct) {
+            Some(d) => d.query_info(path, query).await,
+            None => r,
+        }
     }
 
     /// `.mod` of a canonical version.
     #[tracing::instrument(skip_all, fields(module_version = %mv))]
     pub async fn go_mod(&self, mv: &ModuleVersion) -> Result<Bytes, UpstreamError> {
-        self.get_small(
-            &version_url(mv.path(), &mv.version().escaped(), "mod"),
-            MAX_GO_MOD,
-        )
-        .await
+        let direct = match self.route(mv.path()) {
+            Route::Direct(d) => return d.go_mod(mv).await,
+            Route::Proxies(direct) => direct,
+        };
+        let r = self
+            .get_small(
+                &version_url(mv.path(), &mv.version().escaped(), "mod"),
+                MAX_GO_MOD,
+            )
+            .await;
+        match self.fallback(&r, direct) {
+            Some(d) => d.go_mod(mv).await,
+            None => r,
+        }
     }
 
     /// `.zip` of a canonical version, as a stream.
     #[tracing::instrument(skip_all, fields(module_version = %mv))]
     pub async fn zip(&self, mv: &ModuleVersion) -> Result<ZipBody, UpstreamError> {
+        let direct = match self.route(mv.path()) {
+            Route::Direct(d) => return direct_zip(d, mv).await,
+            Route::Proxies(direct) => direct,
+        };
+        let r = self.zip_from_proxies(mv).await;
+        match self.fallback(&r, direct) {
+            Some(d) => direct_zip(d, mv).await,
+            None => r,
+        }
+    }
+
+    async fn zip_from_proxies(&self, mv: &ModuleVersion) -> Result<ZipBody, UpstreamError> {
         let rel = version_url(mv.path(), &mv.version().escaped(), "zip");
         let (response, url, permit) = self.get(&rel, None).await?;
         let content_length = response.content_length();
@@ -141,7 +252,7 @@ impl UpstreamClient {
             stream,
             content_length,
             url,
-            _permit: permit,
+            _permit: Some(permit),
         })
     }
 
@@ -241,6 +352,16 @@ impl UpstreamClient {
             status: status.as_u16(),
         })
     }
+}
+
+async fn direct_zip(direct: &DirectFetcher, mv: &ModuleVersion) -> Result<ZipBody, UpstreamError> {
+    let (stream, size) = direct.zip(mv).await?;
+    Ok(ZipBody {
+        stream,
+        content_length: Some(size),
+        url: format!("direct {mv}"),
+        _permit: None,
+    })
 }
 
 fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {

@@ -1,7 +1,7 @@
 //! Errors of the upstream layer.
 
 /// An upstream request failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// Every upstream said 404/410 (or, after `|`, failed): the module or version does not exist there.
     #[error("{0}")]

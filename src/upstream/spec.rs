@@ -36,10 +36,13 @@ impl ProxyEntry {
     }
 }
 
-/// The parsed upstream chain; empty means `off`.
+/// The parsed upstream chain; no proxies and no `direct` means `off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     entries: Vec<ProxyEntry>,
+    /// The chain ends in `direct`: what the proxies do not have is fetched from its VCS origin
+    /// by the go command (after the last proxy's separator allows falling through).
+    direct: bool,
 }
 
 impl Default for UpstreamSpec {
@@ -54,6 +57,7 @@ impl Default for UpstreamSpec {
                     }]
                 })
                 .unwrap_or_default(),
+            direct: false,
         }
     }
 }
@@ -66,23 +70,42 @@ impl UpstreamSpec {
 
     /// True for `off`: nothing is fetched, only storage is served.
     pub fn is_off(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && !self.direct
+    }
+
+    /// True when the chain ends in `direct`.
+    pub fn ends_in_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// True when the chain falls through to `direct` after its proxies failed with `not_found`
+    /// (true) or another error (false): `,` before `direct` passes only not-found on, `|` all.
+    pub fn falls_to_direct(&self, not_found: bool) -> bool {
+        self.direct
+            && (not_found
+                || self
+                    .entries
+                    .last()
+                    .is_none_or(|e| e.fallthrough == Fallthrough::OnAnyError))
     }
 
     /// The spec for display, with any user:password in URLs hidden.
     pub fn redacted(&self) -> String {
-        if self.entries.is_empty() {
+        if self.is_off() {
             return "off".into();
         }
         let mut out = String::new();
         for (i, e) in self.entries.iter().enumerate() {
             out.push_str(&e.redacted_url());
-            if i + 1 < self.entries.len() {
+            if i + 1 < self.entries.len() || self.direct {
                 out.push(match e.fallthrough {
                     Fallthrough::OnNotFound => ',',
                     Fallthrough::OnAnyError => '|',
                 });
             }
+        }
+        if self.direct {
+            out.push_str("direct");
         }
         out
     }
@@ -106,13 +129,22 @@ impl FromStr for UpstreamSpec {
                 "" => return Err(format!("upstream {s:?} has an empty entry")),
                 "off" => {
                     // Like the go command: `off` ends the chain; anything before it is still tried.
-                    return Ok(UpstreamSpec { entries });
+                    return Ok(UpstreamSpec {
+                        entries,
+                        direct: false,
+                    });
                 }
                 "direct" => {
-                    return Err(
-                        "upstream `direct` is not supported yet: list proxy URLs (e.g. https://proxy.golang.org)"
-                            .into(),
-                    );
+                    let tail = rest[end..].trim_start_matches([',', '|']).trim();
+                    if separator.is_some() && tail != "off" {
+                        return Err(format!(
+                            "upstream {s:?}: `direct` must be the last entry (only `off` may follow it)"
+                        ));
+                    }
+                    return Ok(UpstreamSpec {
+                        entries,
+                        direct: true,
+                    });
                 }
                 _ => {}
             }
@@ -139,7 +171,10 @@ impl FromStr for UpstreamSpec {
                 None => break,
             }
         }
-        Ok(UpstreamSpec { entries })
+        Ok(UpstreamSpec {
+            entries,
+            direct: false,
+        })
     }
 }
 
@@ -171,13 +206,27 @@ mod tests {
         for bad in [
             "",
             "https://a,,https://b",
-            "direct",
-            "https://a,direct",
+            "direct,https://a",
+            "https://a,direct|https://b",
             "ftp://x",
             "notaurl",
         ] {
             assert!(bad.parse::<UpstreamSpec>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn direct_ends_the_chain() {
+        let spec: UpstreamSpec = "https://a.example,direct".parse().unwrap();
+        assert!(spec.ends_in_direct() && !spec.is_off());
+        assert!(spec.falls_to_direct(true) && !spec.falls_to_direct(false));
+        assert_eq!(spec.redacted(), "https://a.example,direct");
+        let spec: UpstreamSpec = "https://a.example|direct,off".parse().unwrap();
+        assert!(spec.falls_to_direct(false));
+        assert_eq!(spec.redacted(), "https://a.example|direct");
+        let spec: UpstreamSpec = "direct".parse().unwrap();
+        assert!(spec.entries().is_empty() && spec.falls_to_direct(false));
+        assert_eq!(spec.to_string(), "direct");
     }
 
     #[test]

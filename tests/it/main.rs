@@ -13,6 +13,7 @@ mod services;
 mod support;
 
 mod bad_input;
+mod direct;
 mod e2e_go;
 mod exactly_once;
 mod fail_fast;
