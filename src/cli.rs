@@ -11,6 +11,7 @@ use crate::config::{
     parse_named_duration,
 };
 use crate::module::ModulePatterns;
+use crate::policy::{DownloadMode, Policy};
 use crate::storage::StorageUrl;
 use crate::upstream::UpstreamSpec;
 
@@ -99,6 +100,10 @@ pub struct ServeArgs {
     /// always fetched `direct` with the go command, never looked up in a checksum database.
     #[arg(long, env = "MODSTASH_PRIVATE")]
     pub private: Option<ModulePatterns>,
+    /// How misses are answered when no `[[rule]]` says otherwise: sync, async, redirect or none
+    /// [default: sync].
+    #[arg(long, env = "MODSTASH_DOWNLOAD_MODE")]
+    pub download_mode: Option<DownloadMode>,
     /// The go command for `direct` fetches [default: go, from PATH].
     #[arg(long, env = "MODSTASH_GO_BINARY")]
     pub go_binary: Option<PathBuf>,
@@ -205,6 +210,22 @@ impl ServeArgs {
                 .upstream_concurrency
                 .or(file.upstream_concurrency)
                 .unwrap_or(d.upstream_concurrency),
+            policy: {
+                let mode = match (self.download_mode, &file.download_mode) {
+                    (Some(m), _) => m,
+                    (None, Some(s)) => parse_named("download-mode", s)?,
+                    (None, None) => DownloadMode::default(),
+                };
+                Policy::new(
+                    file.rule.as_deref().unwrap_or_default(),
+                    file.deny.as_deref().unwrap_or_default(),
+                    mode,
+                )
+                .map_err(|message| ConfigError::Invalid {
+                    name: "rule",
+                    message,
+                })?
+            },
             go_binary: self
                 .go_binary
                 .clone()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::module::ModulePatterns;
+use crate::policy::{DenyFile, Policy, RuleFile};
 use crate::storage::StorageUrl;
 use crate::upstream::UpstreamSpec;
 
@@ -130,6 +131,8 @@ pub struct Settings {
     pub upstream_read_timeout: Duration,
     /// Upstream fetches running at once; separate from serving, so hits never queue behind misses.
     pub upstream_concurrency: usize,
+    /// Rules, download modes and the version deny list (config file only).
+    pub policy: Policy,
     /// The go command used for `direct` fetches.
     pub go_binary: PathBuf,
     /// Extra environment for the go command of `direct` fetches (`NETRC`, `GIT_CONFIG_GLOBAL`,
@@ -174,6 +177,7 @@ impl Default for Settings {
             upstream_timeout: Duration::from_secs(60),
             upstream_read_timeout: Duration::from_secs(30),
             upstream_concurrency: 64,
+            policy: Policy::default(),
             go_binary: PathBuf::from("go"),
             direct_env: Vec::new(),
             direct_concurrency: 4,
@@ -216,6 +220,12 @@ pub struct FileSettings {
     pub upstream_read_timeout: Option<String>,
     /// See [`Settings::upstream_concurrency`].
     pub upstream_concurrency: Option<usize>,
+    /// The default download mode (see [`Settings::policy`]).
+    pub download_mode: Option<String>,
+    /// `[[rule]]` tables.
+    pub rule: Option<Vec<RuleFile>>,
+    /// `[[deny]]` tables.
+    pub deny: Option<Vec<DenyFile>>,
     /// See [`Settings::go_binary`].
     pub go_binary: Option<PathBuf>,
     /// See [`Settings::direct_env`]: `["KEY=value", ...]`.
@@ -326,9 +336,14 @@ pub(crate) fn parse_named_duration(
 }
 
 impl Settings {
-    /// Modules fetched only by the go command: the private patterns.
+    /// Modules fetched only by the go command: the private patterns and the `direct` rules.
     pub fn always_direct(&self) -> ModulePatterns {
-        self.private.clone()
+        let mut all = vec![self.private.to_string()];
+        all.extend(self.policy.direct_patterns());
+        // Each part was parsed as patterns already, so their union parses too.
+        all.join(",")
+            .parse()
+            .unwrap_or_else(|_| self.private.clone())
     }
 
     /// Checks cross-field rules that single values cannot express.
@@ -391,6 +406,7 @@ impl Settings {
                 "upstream-read-timeout",
                 format_duration(self.upstream_read_timeout),
             ),
+            ("download-mode", self.policy.default_mode().to_string()),
             ("go-binary", self.go_binary.display().to_string()),
             ("direct-timeout", format_duration(self.direct_timeout)),
             (
@@ -410,7 +426,9 @@ impl Settings {
                 format_duration(self.header_read_timeout),
             ),
         ];
-        let mut out = String::new();
+        let (rules, denials) = self.policy.sizes();
+        let mut out =
+            format!("# {rules} [[rule]] and {denials} [[deny]] tables (from the config file)\n");
         for (k, v) in lines {
             out.push_str(&format!("{k} = {v:?}\n"));
         }

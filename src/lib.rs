@@ -4,7 +4,8 @@
 //! Module map (see ARCHITECTURE.md for the concept-to-file index):
 //! - [`module`]: the Go module vocabulary, pure: paths, versions, escaping, zip checks, `h1:` hashes.
 //! - [`storage`]: typed operations over `object_store` with the GOPROXY-tree key layout and atomic commit.
-//! - [`upstream`]: where modules come from: the GOPROXY client chain.
+//! - [`upstream`]: where modules come from: the GOPROXY client chain and `direct` (the go command).
+//! - [`policy`]: per-module rules (include/exclude/direct, download mode) and the version deny list.
 //! - [`stash`]: fetch once: single flight, leases, merged list writes.
 //! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
 //! - [`inspect`]: storage inspection: `ls`, `verify`, `rm` and the `/catalog` listing.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod inspect;
 pub mod module;
+pub mod policy;
 pub mod stash;
 pub mod storage;
 pub mod upstream;

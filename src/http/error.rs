@@ -33,6 +33,12 @@ pub enum HttpError {
     /// The method is not GET or HEAD.
     #[error("method not allowed: only GET and HEAD")]
     MethodNotAllowed,
+    /// The policy refuses this module or version (the message says why).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Download mode `none`: storage does not hold it and nothing is fetched.
+    #[error("not found: {0}: not in storage (download mode none)")]
+    NotStored(String),
 }
 
 impl HttpError {
@@ -43,6 +49,8 @@ impl HttpError {
             HttpError::Storage(e) => storage_status(e),
             HttpError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::NotStored(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -61,7 +69,9 @@ impl HttpError {
             HttpError::Storage(_) => "storage unavailable".into(),
             HttpError::BadPath(_)
             | HttpError::RangeNotSatisfiable(_)
-            | HttpError::MethodNotAllowed => self.to_string(),
+            | HttpError::MethodNotAllowed
+            | HttpError::Forbidden(_)
+            | HttpError::NotStored(_) => self.to_string(),
         }
     }
 }

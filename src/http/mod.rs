@@ -24,6 +24,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{HttpError, plain_text};
 
 use crate::config::{LeaseSpec, Settings};
+use crate::policy::Policy;
 use crate::stash::Stasher;
 use crate::stash::lease::{Lease, MemoryLease};
 use crate::storage::{RangeReadOptions, Storage};
@@ -47,6 +48,8 @@ pub struct AppState {
     pub stasher: Stasher,
     /// Freshness of mutable answers.
     pub list_ttl: Duration,
+    /// Rules, download modes, deny list.
+    pub policy: Arc<Policy>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
         Ok(AppState {
             stasher: Stasher::new(settings, storage, upstream, lease),
             list_ttl: settings.list_ttl,
+            policy: Arc::new(settings.policy.clone()),
         })
     }
 }

@@ -126,6 +126,35 @@ impl Stasher {
         &self.inner.lease
     }
 
+    /// The upstream chain.
+    pub fn upstream(&self) -> &UpstreamClient {
+        &self.inner.upstream
+    }
+
+    /// True when `mv` is committed in storage (nothing is fetched).
+    pub async fn is_stored(&self, mv: &ModuleVersion) -> StashResult<bool> {
+        let inner = &self.inner;
+        if inner.committed.contains_key(mv) {
+            return Ok(true);
+        }
+        let stored = inner.storage.is_committed(mv).await.map_err(err)?;
+        if stored {
+            inner.committed.insert(mv.clone(), ()).await;
+        }
+        Ok(stored)
+    }
+
+    /// Fetches and stores `mv` in the background (download mode `async`); failures are logged.
+    pub fn ensure_in_background(&self, mv: &ModuleVersion) {
+        let this = self.clone();
+        let mv = mv.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.ensure(&mv).await {
+                tracing::warn!(module_version = %mv, error = %e, "background fetch failed");
+            }
+        });
+    }
+
     /// Makes sure `mv` is committed in storage, fetching it once if needed.
     pub async fn ensure(&self, mv: &ModuleVersion) -> StashResult<()> {
         match self.check_or_join(mv).await? {
@@ -415,7 +444,7 @@ impl Stasher {
 
     /// The stored `@v/list`, cached for the list TTL; this process's own commits refresh it at once
     /// (other replicas' commits show within the TTL, and upstream's list has them anyway).
-    async fn stored_list(&self, path: &ModulePath) -> StashResult<Vec<Version>> {
+    pub async fn stored_list(&self, path: &ModulePath) -> StashResult<Vec<Version>> {
         let storage = self.inner.storage.clone();
         let key = path.clone();
         self.inner
@@ -463,7 +492,7 @@ impl Stasher {
     }
 
     /// The `.info` of the highest stored version: releases before pre-releases before pseudo-versions.
-    async fn latest_stored(
+    pub async fn latest_stored(
         &self,
         path: &ModulePath,
     ) -> Result<Option<Bytes>, crate::storage::StorageError> {
@@ -488,8 +517,19 @@ impl Stasher {
     }
 
     /// Resolves a non-canonical query (branch, commit, `v1.2`) upstream and stashes the canonical version.
-    #[tracing::instrument(skip_all, fields(module = %path, query = %query.as_str()))]
     pub async fn resolve(
+        &self,
+        path: &ModulePath,
+        query: &VersionQuery,
+    ) -> StashResult<ModuleVersion> {
+        let mv = self.resolve_query(path, query).await?;
+        self.ensure(&mv).await?;
+        Ok(mv)
+    }
+
+    /// The canonical version a non-canonical query names upstream (cached briefly; not stashed).
+    #[tracing::instrument(skip_all, fields(module = %path, query = %query.as_str()))]
+    pub async fn resolve_query(
         &self,
         path: &ModulePath,
         query: &VersionQuery,
@@ -525,10 +565,7 @@ impl Stasher {
             })
             .await?;
         match resolved {
-            Answer::Found(mv) => {
-                self.ensure(&mv).await?;
-                Ok(mv)
-            }
+            Answer::Found(mv) => Ok(mv),
             Answer::Missing(reason) => Err(Arc::new(StashError::NotFound(reason))),
         }
     }

@@ -80,6 +80,8 @@ pub struct Storage {
     url: StorageUrl,
     reads: RangeReadOptions,
     throttled: bool,
+    /// Signs GET URLs for clients (S3), with the key prefix the store adds.
+    signer: Option<(Arc<dyn object_store::signer::Signer>, String)>,
 }
 
 impl Storage {
@@ -100,19 +102,25 @@ impl Storage {
                 Arc::new(fs)
             }
             StorageUrl::S3 { bucket, prefix } => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| open_err(e.to_string()))?;
-                let s3: Arc<dyn ObjectStore> = Arc::new(s3);
-                if prefix.is_empty() {
+                let s3 = Arc::new(
+                    object_store::aws::AmazonS3Builder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(|e| open_err(e.to_string()))?,
+                );
+                let signer: Arc<dyn object_store::signer::Signer> = s3.clone();
+                let s3: Arc<dyn ObjectStore> = s3;
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                     s3
                 } else {
                     Arc::new(object_store::prefix::PrefixStore::new(
                         s3,
                         Path::from_iter(prefix.split('/')),
                     ))
-                }
+                };
+                let mut storage = Storage::from_store(store, url.clone());
+                storage.signer = Some((signer, prefix.clone()));
+                return Ok(storage);
             }
         };
         Ok(Storage::from_store(store, url.clone()))
@@ -125,6 +133,29 @@ impl Storage {
             url,
             reads: RangeReadOptions::default(),
             throttled: false,
+            signer: None,
+        }
+    }
+
+    /// A presigned URL that lets a client GET `key` directly from the bucket for `expires`;
+    /// `None` where the storage cannot sign (local directories, memory).
+    pub async fn presigned_get(
+        &self,
+        key: &Path,
+        expires: std::time::Duration,
+    ) -> Option<::url::Url> {
+        let (signer, prefix) = self.signer.as_ref()?;
+        let full = if prefix.is_empty() {
+            key.clone()
+        } else {
+            Path::parse(format!("{prefix}/{key}")).ok()?
+        };
+        match signer.signed_url(http::Method::GET, &full, expires).await {
+            Ok(url) => Some(url),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot presign a storage URL; serving directly");
+                None
+            }
         }
     }
 

@@ -102,6 +102,23 @@ impl UpstreamClient {
         self.direct.is_some() && self.always_direct.matches(path.as_str())
     }
 
+    /// Where a client can fetch `rel` (e.g. `{module}/@v/{version}.zip`) from upstream itself, for
+    /// download mode `redirect`: the first proxy, unless it needs credentials (never handed to
+    /// clients) or the module goes direct.
+    pub fn redirect_url(&self, path: &ModulePath, rel: &str) -> Option<String> {
+        if self.goes_direct(path) {
+            return None;
+        }
+        let first = self.spec.entries().first()?;
+        if !first.url.username().is_empty() || first.url.password().is_some() {
+            return None;
+        }
+        Some(format!(
+            "{}/{rel}",
+            first.url.as_str().trim_end_matches('/')
+        ))
+    }
+
     fn route(&self, path: &ModulePath) -> Route<'_> {
         match &self.direct {
             Some(direct) if self.always_direct.matches(path.as_str()) => Route::Direct(direct),

@@ -1,6 +1,8 @@
 //! `direct`: private modules fetched by the real go command from local git repositories, stored
 //! and served like any other, with the go command as the client.
 
+use modstash::policy::{DownloadMode, Policy, RuleAction, RuleFile};
+
 use crate::support::git_origin::{GitOrigin, HOST, git_available};
 use crate::support::gocmd::{self, Go};
 use crate::support::layout::read_key;
@@ -20,16 +22,33 @@ fn tools_or_skip(test: &str) -> Option<Go> {
     Some(go)
 }
 
-/// A modstash whose `private` patterns (or, when `private` is false, the chain's trailing
-/// `direct`) send the fake git host to the go command.
-async fn direct_stack(go: &Go, origin: &GitOrigin, private: bool) -> Stack {
+/// How the fake git host is sent to the go command.
+#[derive(Clone, Copy)]
+enum Via {
+    /// The `private` patterns.
+    Private,
+    /// A `[[rule]]` with `action = "direct"`.
+    Rule,
+    /// The chain's trailing `direct`, after the proxy said 404.
+    ChainEnd,
+}
+
+async fn direct_stack(go: &Go, origin: &GitOrigin, via: Via) -> Stack {
     let go_binary = go.bin().to_owned();
     let gitconfig = origin.gitconfig();
     support::stack_with(move |s| {
-        if private {
-            s.private = HOST.parse().unwrap();
-        } else {
-            s.upstream = format!("{},direct", s.upstream).parse().unwrap();
+        match via {
+            Via::Private => s.private = HOST.parse().unwrap(),
+            Via::Rule => {
+                let rule = RuleFile {
+                    patterns: HOST.into(),
+                    action: RuleAction::Direct,
+                    mode: None,
+                    reason: None,
+                };
+                s.policy = Policy::new(&[rule], &[], DownloadMode::Sync).unwrap();
+            }
+            Via::ChainEnd => s.upstream = format!("{},direct", s.upstream).parse().unwrap(),
         }
         s.go_binary = go_binary;
         s.direct_env = vec![
@@ -52,7 +71,7 @@ async fn private_modules_are_fetched_direct_and_served_to_the_go_command() {
         return;
     };
     let origin = GitOrigin::create();
-    let s = direct_stack(&go, &origin, true).await;
+    let s = direct_stack(&go, &origin, Via::Private).await;
     let client = go.sandbox(&s.server.base_url());
 
     let targets = [
@@ -140,7 +159,7 @@ async fn a_missing_private_version_is_a_404_with_the_go_commands_reason() {
         return;
     };
     let origin = GitOrigin::create();
-    let s = direct_stack(&go, &origin, true).await;
+    let s = direct_stack(&go, &origin, Via::Private).await;
     let missing = support::get(
         &s.server
             .url(&format!("/{}/@v/v9.9.9.info", corp("team/repo.git"))),
@@ -183,7 +202,7 @@ async fn a_chain_ending_in_direct_falls_through_after_the_proxies() {
         return;
     };
     let origin = GitOrigin::create();
-    let s = direct_stack(&go, &origin, false).await;
+    let s = direct_stack(&go, &origin, Via::ChainEnd).await;
     let client = go.sandbox(&s.server.base_url());
     let target = corp("team/repo.git@v1.1.0");
     let downloads = client.download_json(&[&target]).await;
@@ -200,4 +219,24 @@ async fn a_chain_ending_in_direct_falls_through_after_the_proxies() {
     let fixture = &s.tree.versions()[0];
     let r = support::get(&s.server.url(&fixture.path("info"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_direct_rule_sends_its_modules_to_the_go_command() {
+    let test = "direct::a_direct_rule_sends_its_modules_to_the_go_command";
+    let Some(go) = tools_or_skip(test) else {
+        return;
+    };
+    let origin = GitOrigin::create();
+    let s = direct_stack(&go, &origin, Via::Rule).await;
+    let downloads = go
+        .sandbox(&s.server.base_url())
+        .download_json(&[&corp("team/repo.git@v1.0.0")])
+        .await;
+    assert_eq!(downloads[0].version, "v1.0.0");
+    assert_eq!(
+        s.upstream.total(),
+        0,
+        "a direct-rule module reached the proxy"
+    );
 }

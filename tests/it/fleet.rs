@@ -16,12 +16,12 @@ use crate::support::upstream::Upstream;
 const FILES: [&str; 3] = ["info", "mod", "zip"];
 
 /// How the replicas share storage and leases.
-struct FleetSetup {
-    storage_url: String,
+pub(crate) struct FleetSetup {
+    pub(crate) storage_url: String,
     /// The same storage, opened by the test to inspect what the fleet stored.
-    storage: Storage,
-    lease: String,
-    env: Vec<(String, String)>,
+    pub(crate) storage: Storage,
+    pub(crate) lease: String,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 async fn start_fleet(setup: &FleetSetup, upstream: &Upstream, n: usize) -> Vec<Replica> {
@@ -214,7 +214,7 @@ fn local_setup(lease: &str) -> (tempfile::TempDir, FleetSetup) {
 }
 
 /// A fresh bucket on the shared moto server; `None` (after reporting the skip) without moto.
-fn s3_setup(lease: &str, test: &str) -> Option<FleetSetup> {
+pub(crate) fn s3_setup(lease: &str, test: &str) -> Option<FleetSetup> {
     let moto = match MotoServer::shared() {
         Ok(moto) => moto,
         Err(skip) => {

@@ -19,5 +19,6 @@ mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
+mod policy;
 mod protocol;
 mod slow_clients;
