@@ -56,6 +56,26 @@ pub enum Command {
     Verify(crate::inspect::args::VerifyArgs),
     /// Delete one stored version and take it out of `@v/list`.
     Rm(crate::inspect::args::RmArgs),
+    /// Fetch into storage every version a go.sum, go.mod or list file names (exit status 1 if
+    /// any fails or does not match go.sum).
+    Prefetch(PrefetchArgs),
+}
+
+/// `modstash prefetch`.
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    /// go.sum, go.mod, or list files (`module@version` per line, `#` comments).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Versions fetched at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Storage, upstream, lease and the rest, as for `serve`.
+    #[command(flatten)]
+    pub settings: ServeArgs,
 }
 
 /// `config` subcommands.

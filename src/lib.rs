@@ -8,6 +8,7 @@
 //! - [`policy`]: per-module rules (include/exclude/direct, download mode) and the version deny list.
 //! - [`stash`]: fetch once: single flight, leases, merged list writes.
 //! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
+//! - [`prefetch`]: `modstash prefetch`: fetch what a go.sum, go.mod or list names, check go.sum hashes.
 //! - [`inspect`]: storage inspection: `ls`, `verify`, `rm` and the `/catalog` listing.
 //! - [`config`] and [`cli`]: settings from file, env and flags; the `modstash` commands.
 
@@ -17,6 +18,7 @@ pub mod http;
 pub mod inspect;
 pub mod module;
 pub mod policy;
+pub mod prefetch;
 pub mod stash;
 pub mod storage;
 pub mod upstream;

@@ -8,7 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A command's own output matters more than progress logs; `serve` logs at info.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(cli.log_format, default_level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -31,6 +36,7 @@ fn run(cli: Cli) -> Result<(), String> {
             modstash::inspect::run::verify(args, &file).map_err(|e| e.to_string())
         }
         Command::Rm(args) => modstash::inspect::run::rm(args, &file).map_err(|e| e.to_string()),
+        Command::Prefetch(args) => modstash::prefetch::run(args, &file).map_err(|e| e.to_string()),
         Command::Serve(args) => {
             let settings = args.resolve(&file).map_err(|e| e.to_string())?;
             // Blocking threads serve local file reads; a bound keeps a burst of downloads from
@@ -64,8 +70,9 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(4096)
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -447,3 +447,41 @@ fn dump_cross_check_corpus() {
     std::fs::write(dir.join("oracle_input.tsv"), input).unwrap();
     std::fs::write(dir.join("ours.txt"), ours).unwrap();
 }
+
+proptest! {
+    /// Prefetch target files: whatever the text, parsing returns (no panic); and a go.sum
+    /// rendered from valid versions parses back to exactly those versions and hashes.
+    #[test]
+    fn prefetch_files_parse_without_panics(text in "(\\PC|\n|\t| |@|/|=>|\\(|\\)){0,300}") {
+        use modstash::prefetch::targets::{FileKind, parse};
+        for kind in [FileKind::GoSum, FileKind::GoMod, FileKind::List] {
+            let _ = parse(kind, "f", &text, &mut std::collections::BTreeMap::new());
+        }
+    }
+
+    #[test]
+    fn go_sum_round_trip(
+        entries in proptest::collection::vec((module_path_text(), version_text(), "[A-Za-z0-9+/]{43}="), 0..8)
+    ) {
+        use modstash::prefetch::targets::{FileKind, parse};
+        let mut expected = std::collections::BTreeMap::new();
+        let mut text = String::new();
+        for (path, version, hash) in &entries {
+            let (Ok(p), Ok(v)) = (ModulePath::parse(path), Version::parse(version)) else {
+                continue;
+            };
+            if ModuleVersion::new(p, v).is_err() {
+                continue;
+            }
+            text.push_str(&format!("{path} {version} h1:{hash}\n"));
+            expected.insert(format!("{path}@{version}"), format!("h1:{hash}"));
+        }
+        let mut got = std::collections::BTreeMap::new();
+        parse(FileKind::GoSum, "go.sum", &text, &mut got).unwrap();
+        let got: std::collections::BTreeMap<String, String> = got
+            .into_iter()
+            .map(|(k, t)| (k, t.zip_hash.unwrap()))
+            .collect();
+        prop_assert_eq!(got, expected);
+    }
+}

@@ -20,5 +20,6 @@ mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
 mod policy;
+mod prefetch;
 mod protocol;
 mod slow_clients;
