@@ -358,6 +358,31 @@ mod tests {
     }
 
     #[test]
+    fn direct_settings_and_policy_come_from_the_file_and_secrets_stay_hidden() {
+        let file: FileSettings = toml::from_str(
+            "upstream = \"https://proxy.golang.org,direct\"\nprivate = \"*.corp.example.com\"\n\
+             direct-env = [\"NETRC=/etc/netrc\", \"GITHUB_TOKEN=ghp_secret\"]\n\
+             download-mode = \"async\"\n\
+             [[rule]]\nmatch = \"github.com/acme\"\naction = \"direct\"\n",
+        )
+        .unwrap();
+        let s = ServeArgs::default().resolve(&file).unwrap();
+        assert!(s.upstream.ends_in_direct());
+        assert!(s.always_direct().matches("git.corp.example.com/x"));
+        assert!(s.always_direct().matches("github.com/acme/lib"));
+        assert_eq!(
+            s.direct_env[1],
+            ("GITHUB_TOKEN".into(), "ghp_secret".into())
+        );
+        let shown = s.to_toml();
+        assert!(!shown.contains("ghp_secret"), "{shown}");
+        assert!(shown.contains("GITHUB_TOKEN=REDACTED"), "{shown}");
+        assert!(shown.contains("download-mode = \"async\""), "{shown}");
+        let bad: FileSettings = toml::from_str("direct-env = [\"NOEQUALS\"]").unwrap();
+        assert!(ServeArgs::default().resolve(&bad).is_err());
+    }
+
+    #[test]
     fn bad_flags_are_refused_by_the_parser() {
         for args in [
             ["modstash", "serve", "--listen", "nowhere"],
