@@ -676,3 +676,65 @@ async fn catalog_pages_in_key_order_on_every_backend() {
         );
     }
 }
+
+#[tokio::test]
+async fn repair_deletes_idle_lease_logs_and_leaves_held_leases() {
+    use modstash::stash::lease::{Lease, StorageLease};
+    let store = Store::new().await;
+    let leases = StorageLease::new(store.storage.clone());
+    let ttl = std::time::Duration::from_secs(600);
+    // One key fetched and released long ago (as far as a zero grace is concerned), one held now.
+    let released = leases
+        .try_acquire("fetch/done@v1.0.0", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    released.release().await.unwrap();
+    let mut held = leases
+        .try_acquire("fetch/busy@v1.0.0", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let log_of = |key: &str| {
+        store
+            .dir
+            .path()
+            .join(StorageLease::key_dir(key).to_string())
+    };
+    assert!(log_of("fetch/done@v1.0.0").exists());
+
+    let report = store.run(&["verify", "--json", "--grace", "0s"]);
+    assert_eq!(
+        report.code,
+        Some(0),
+        "idle lease logs are not a problem: {report:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(json["stale_lease_logs"]["found"], 1, "{json}");
+    assert_eq!(json["stale_lease_logs"]["deleted"], 0, "{json}");
+
+    let repair = store.run(&["verify", "--repair", "--grace", "0s"]);
+    assert_eq!(repair.code, Some(0), "{repair:?}");
+    assert!(repair.stdout.contains("1 lease logs idle"), "{repair:?}");
+    let empty = std::fs::read_dir(log_of("fetch/done@v1.0.0"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    assert!(empty, "the idle log is still there");
+    // The held lease is untouched: its holder still renews it, and nobody else can take it.
+    held.renew().await.unwrap();
+    assert!(
+        leases
+            .try_acquire("fetch/busy@v1.0.0", ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The collected key can be leased again.
+    assert!(
+        leases
+            .try_acquire("fetch/done@v1.0.0", ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -8,6 +8,8 @@
 //!   next request fetches it again.
 //! - orphans: files of a version without `.info` (a crash before commit); repair deletes them.
 //! - local staging leftovers (`{file}#{n}`); repair deletes them.
+//! - storage-lease logs idle for longer than the grace period (housekeeping, not a problem);
+//!   repair deletes them.
 //! - `@v/list` files that miss committed tagged versions or name versions that are not committed
 //!   (or pseudo-versions, or garbage lines); repair rewrites them from the committed versions.
 //!
@@ -27,6 +29,7 @@ use super::InspectError;
 use super::inventory::{Inventory, ModuleObjects, VersionObjects};
 use super::staging;
 use crate::module::{ModulePath, ModuleVersion, Version, ZipLimits, check_zip_file};
+use crate::stash::lease::{StaleLogs, collect_stale_logs};
 use crate::storage::{ListWrite, Storage, VersionFile};
 
 /// How `verify` runs.
@@ -161,6 +164,9 @@ pub struct VerifyReport {
     pub lists: Vec<ListProblem>,
     /// Keys outside the layout: reported, never touched, not a problem.
     pub strays: Vec<String>,
+    /// Storage-lease logs at rest for longer than the grace period (housekeeping, not a
+    /// problem); `--repair` deletes them.
+    pub stale_lease_logs: StaleLogs,
 }
 
 /// The counts of the summary line.
@@ -290,6 +296,21 @@ impl VerifyReport {
         for s in &self.strays {
             line("stray", format!("{s} (not part of the layout; left alone)"));
         }
+        let leases = self.stale_lease_logs;
+        if leases.found > 0 {
+            line(
+                "leases",
+                format!(
+                    "{} lease logs idle for longer than the grace period{}",
+                    leases.found,
+                    if leases.deleted > 0 {
+                        format!(" [{} deleted]", leases.deleted)
+                    } else {
+                        " (--repair deletes them)".into()
+                    }
+                ),
+            );
+        }
         let s = self.summary();
         out.push_str(&format!(
             "versions {}, verified {}, corrupt {}, orphans {}, lists fixed {}, lists wrong {}, staging files {}, unreadable {}\n",
@@ -408,6 +429,9 @@ pub async fn verify(
         }
         report.lists.push(problem);
     }
+    report.stale_lease_logs = collect_stale_logs(storage, options.grace, options.repair)
+        .await
+        .map_err(|e| InspectError::Task(format!("lease logs: {e}")))?;
     Ok(report)
 }
 

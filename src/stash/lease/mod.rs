@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use self::redis::RedisLease;
 pub use memory::MemoryLease;
-pub use storage::StorageLease;
+pub use storage::{StaleLogs, StorageLease, collect_stale_logs};
 
 /// A lease operation failed.
 #[derive(Debug, thiserror::Error)]

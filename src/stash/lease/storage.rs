@@ -41,6 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
@@ -151,6 +152,85 @@ impl StorageLease {
         }
         Ok(generations.last().is_none_or(|&latest| latest <= mine))
     }
+}
+
+/// Lease logs at rest for longer than a grace period: their last generation expired (or was
+/// released) that long ago.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StaleLogs {
+    /// Logs found at rest.
+    pub found: usize,
+    /// Logs deleted (with `delete`).
+    pub deleted: usize,
+}
+
+/// Finds (and with `delete`, removes) the lease logs whose last generation expired more than
+/// `idle_for` ago: one small object per key ever fetched under storage leases would otherwise
+/// stay forever.
+///
+/// Deleting a key's whole log restarts its generations at 1, which weakens the check against a
+/// contender that read the old last generation and creates its successor much later (see the
+/// module docs): hence the grace period, far above any read-to-create delay. At worst two
+/// replicas fetch the same immutable version once each; a commit is never wrong.
+pub async fn collect_stale_logs(
+    storage: &Storage,
+    idle_for: Duration,
+    delete: bool,
+) -> Result<StaleLogs, LeaseError> {
+    let root = internal_key(&[LEASES]);
+    let objects: Vec<object_store::ObjectMeta> = storage
+        .object_store()
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(unavailable)?;
+    let mut logs: std::collections::BTreeMap<Path, Vec<u64>> = std::collections::BTreeMap::new();
+    for meta in objects {
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        let Ok(generation) = name.parse::<u64>() else {
+            continue;
+        };
+        let dir: Path = meta
+            .location
+            .parts()
+            .take(meta.location.parts().count().saturating_sub(1))
+            .collect();
+        logs.entry(dir).or_default().push(generation);
+    }
+    let lease = StorageLease::new(storage.clone());
+    let cutoff = now_unix_ms().saturating_sub(millis(idle_for));
+    let mut stale = StaleLogs::default();
+    for (dir, mut generations) in logs {
+        generations.sort_unstable();
+        let Some(&last) = generations.last() else {
+            continue;
+        };
+        let at_rest = match lease.read(&dir, last).await? {
+            Some(record) => record.expires_at_unix_ms < cutoff,
+            None => false,
+        };
+        if !at_rest {
+            continue;
+        }
+        stale.found += 1;
+        if delete {
+            // Lowest first: while this runs, the log's highest generation is the last to go.
+            for generation in generations {
+                match lease
+                    .store()
+                    .delete(&generation_key(&dir, generation))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            stale.deleted += 1;
+        }
+    }
+    Ok(stale)
 }
 
 #[async_trait]
