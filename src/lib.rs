@@ -6,17 +6,23 @@
 //! - [`storage`]: typed operations over `object_store` with the GOPROXY-tree key layout and atomic commit.
 //! - [`upstream`]: where modules come from: the GOPROXY client chain.
 //! - [`stash`]: fetch once: single flight, leases, merged list writes.
+//! - [`sumdb`]: the checksum-database proxy: path grammar, allow-list, tile cache.
 //! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
 //! - [`inspect`]: storage inspection: `ls`, `verify`, `rm` and the `/catalog` listing.
+//! - [`metrics`]: Prometheus counters, one registry per server.
+//! - [`auth`]: client authentication from user and token files.
 //! - [`config`] and [`cli`]: settings from file, env and flags; the `modstash` commands.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod inspect;
+pub mod metrics;
 pub mod module;
 pub mod stash;
 pub mod storage;
+pub mod sumdb;
 pub mod upstream;
 
 pub use config::Settings;
