@@ -20,3 +20,4 @@ mod fixture_tree_test;
 mod fleet;
 mod protocol;
 mod slow_clients;
+mod sumdb;

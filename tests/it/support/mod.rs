@@ -9,6 +9,7 @@ pub mod gocmd;
 pub mod layout;
 pub mod raw_http;
 pub mod server;
+pub mod sumdb;
 pub mod upstream;
 
 use std::time::Duration;
