@@ -12,6 +12,7 @@
 mod services;
 mod support;
 
+mod auth;
 mod bad_input;
 mod e2e_go;
 mod exactly_once;
