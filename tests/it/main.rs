@@ -19,6 +19,7 @@ mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
+mod metrics;
 mod protocol;
 mod slow_clients;
 mod sumdb;
