@@ -13,7 +13,8 @@ use crate::config::{
 use crate::module::ModulePatterns;
 use crate::policy::{DownloadMode, Policy};
 use crate::storage::StorageUrl;
-use crate::upstream::UpstreamSpec;
+use crate::sumdb::SumdbSpec;
+use crate::upstream::{HostTokens, UpstreamSpec};
 
 /// A Go module proxy that fetches each module@version once and keeps it forever.
 #[derive(Debug, Parser)]
@@ -162,6 +163,27 @@ pub struct ServeArgs {
     /// How long a client may take to send its request headers [default: 10s].
     #[arg(long, env = "MODSTASH_HEADER_READ_TIMEOUT", value_parser = parse_duration)]
     pub header_read_timeout: Option<Duration>,
+    /// Checksum databases proxied under /sumdb/NAME/: `name=url,...` or `off`
+    /// [default: sum.golang.org=https://sum.golang.org].
+    #[arg(long, env = "MODSTASH_SUMDB")]
+    pub sumdb: Option<SumdbSpec>,
+    /// A netrc file: its logins are sent (basic auth) to matching upstream hosts.
+    #[arg(long, env = "MODSTASH_UPSTREAM_NETRC", value_name = "FILE")]
+    pub upstream_netrc: Option<PathBuf>,
+    /// Bearer tokens for upstream hosts, `host=token,...` (prefer the env or the file to a flag:
+    /// flags show in `ps`).
+    #[arg(long, env = "MODSTASH_UPSTREAM_TOKENS", hide_env_values = true)]
+    pub upstream_tokens: Option<HostTokens>,
+    /// Client authentication: basic-auth users, `user:HASH` lines (bcrypt `$2y$...` or
+    /// `sha256:HEX`).
+    #[arg(long, env = "MODSTASH_AUTH_USERS", value_name = "FILE")]
+    pub auth_users: Option<PathBuf>,
+    /// Client authentication: bearer tokens, `name:sha256:HEX` lines.
+    #[arg(long, env = "MODSTASH_AUTH_TOKENS", value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
+    /// Serve /metrics without credentials even when authentication is on [default: false].
+    #[arg(long, env = "MODSTASH_METRICS_PUBLIC", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_public: Option<bool>,
     /// Benchmarks only: latency added to every storage read, to stand in for a remote bucket.
     #[arg(long, env = "MODSTASH_INJECT_STORAGE_LATENCY", value_parser = parse_duration, hide = true)]
     pub inject_storage_latency: Option<Duration>,
@@ -309,6 +331,23 @@ impl ServeArgs {
                 "header-read-timeout",
                 d.header_read_timeout,
             )?,
+            sumdb: match (&self.sumdb, &file.sumdb) {
+                (Some(v), _) => v.clone(),
+                (None, Some(p)) => p.parse("sumdb", SumdbSpec::from_pairs)?,
+                (None, None) => d.sumdb,
+            },
+            upstream_netrc: self.upstream_netrc.clone().or(file.upstream_netrc.clone()),
+            upstream_tokens: match (&self.upstream_tokens, &file.upstream_tokens) {
+                (Some(v), _) => v.clone(),
+                (None, Some(p)) => p.parse("upstream-tokens", HostTokens::from_pairs)?,
+                (None, None) => d.upstream_tokens,
+            },
+            auth_users: self.auth_users.clone().or(file.auth_users.clone()),
+            auth_tokens: self.auth_tokens.clone().or(file.auth_tokens.clone()),
+            metrics_public: self
+                .metrics_public
+                .or(file.metrics_public)
+                .unwrap_or(d.metrics_public),
             inject_storage_latency: self.inject_storage_latency.unwrap_or_default(),
             inject_storage_bandwidth: self.inject_storage_bandwidth.unwrap_or_default(),
         };
@@ -380,6 +419,41 @@ mod tests {
         assert!(shown.contains("download-mode = \"async\""), "{shown}");
         let bad: FileSettings = toml::from_str("direct-env = [\"NOEQUALS\"]").unwrap();
         assert!(ServeArgs::default().resolve(&bad).is_err());
+    }
+
+    #[test]
+    fn sumdb_and_tokens_come_as_text_or_tables() {
+        let file: FileSettings = toml::from_str(
+            "metrics-public = true\n[sumdb]\n\"sum.example.com\" = \"http://127.0.0.1:1\"\n[upstream-tokens]\n\"proxy.corp\" = \"hunter2\"\n",
+        )
+        .unwrap();
+        let s = ServeArgs::default().resolve(&file).unwrap();
+        assert!(s.sumdb.url("sum.example.com").is_some());
+        assert!(s.sumdb.url("sum.golang.org").is_none());
+        assert!(s.metrics_public);
+        let shown = s.to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("upstream-tokens = \"proxy.corp=REDACTED\""),
+            "{shown}"
+        );
+        let file: FileSettings = toml::from_str("sumdb = \"off\"").unwrap();
+        assert!(ServeArgs::default().resolve(&file).unwrap().sumdb.is_off());
+        let cli = Cli::try_parse_from([
+            "modstash",
+            "serve",
+            "--sumdb",
+            "a.example=https://a.example",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let s = args.resolve(&FileSettings::default()).unwrap();
+        assert!(s.sumdb.url("a.example").is_some());
+        let file: FileSettings = toml::from_str("sumdb = \"Bad Name=x\"").unwrap();
+        let err = ServeArgs::default().resolve(&file).unwrap_err().to_string();
+        assert!(err.contains("sumdb"), "{err}");
     }
 
     #[test]

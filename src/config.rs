@@ -1,5 +1,6 @@
 //! Settings: defaults < `modstash.toml` < `MODSTASH_*` env < flags, validated once at start into typed values.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,8 @@ use serde::Deserialize;
 use crate::module::ModulePatterns;
 use crate::policy::{DenyFile, Policy, RuleFile};
 use crate::storage::StorageUrl;
-use crate::upstream::UpstreamSpec;
+use crate::sumdb::SumdbSpec;
+use crate::upstream::{HostTokens, UpstreamSpec};
 
 /// Errors in configuration, reported once at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,18 @@ pub struct Settings {
     pub max_connections: usize,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
+    /// Checksum databases proxied under `/sumdb/{name}/`, by name.
+    pub sumdb: SumdbSpec,
+    /// A netrc file whose logins are sent to matching upstream hosts.
+    pub upstream_netrc: Option<PathBuf>,
+    /// Bearer tokens sent to upstream hosts.
+    pub upstream_tokens: HostTokens,
+    /// Client authentication: a file of `user:hash` lines (bcrypt or `sha256:HEX`).
+    pub auth_users: Option<PathBuf>,
+    /// Client authentication: a file of `name:sha256:HEX` lines, one per bearer token.
+    pub auth_tokens: Option<PathBuf>,
+    /// `/metrics` answers without credentials even when authentication is on.
+    pub metrics_public: bool,
     /// Benchmarks only: latency added to every storage read (zero: none).
     pub inject_storage_latency: Duration,
     /// Benchmarks only: per-request read bandwidth of storage in bytes/s (zero: unlimited).
@@ -190,6 +204,12 @@ impl Default for Settings {
             storage_read_window: crate::storage::RangeReadOptions::default().window,
             max_connections: 16_384,
             header_read_timeout: Duration::from_secs(10),
+            sumdb: SumdbSpec::default(),
+            upstream_netrc: None,
+            upstream_tokens: HostTokens::default(),
+            auth_users: None,
+            auth_tokens: None,
+            metrics_public: false,
             inject_storage_latency: Duration::ZERO,
             inject_storage_bandwidth: 0,
         }
@@ -250,6 +270,79 @@ pub struct FileSettings {
     pub max_connections: Option<usize>,
     /// See [`Settings::header_read_timeout`].
     pub header_read_timeout: Option<String>,
+    /// See [`Settings::sumdb`]: `"off"`, `"name=url,..."` or a table of name = url.
+    pub sumdb: Option<Pairs>,
+    /// See [`Settings::upstream_netrc`].
+    pub upstream_netrc: Option<PathBuf>,
+    /// See [`Settings::upstream_tokens`]: `"host=token,..."` or a table of host = token.
+    pub upstream_tokens: Option<Pairs>,
+    /// See [`Settings::auth_users`].
+    pub auth_users: Option<PathBuf>,
+    /// See [`Settings::auth_tokens`].
+    pub auth_tokens: Option<PathBuf>,
+    /// See [`Settings::metrics_public`].
+    pub metrics_public: Option<bool>,
+}
+
+/// Builds a setting from `key = value` pairs.
+pub(crate) type FromPairs<T> = fn(&[(&str, &str)]) -> Result<T, String>;
+
+/// A file value written either as `"key=value,key=value"` text or as a TOML table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Pairs {
+    /// `"key=value,key=value"` (or a word such as `off`).
+    Text(String),
+    /// `[table]` of key = "value".
+    Table(BTreeMap<String, String>),
+}
+
+impl Pairs {
+    /// Parses into a setting: text through `FromStr`, a table through `from_pairs`.
+    pub(crate) fn parse<T>(
+        &self,
+        name: &'static str,
+        from_pairs: FromPairs<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self {
+            Pairs::Text(text) => parse_named(name, text),
+            Pairs::Table(table) => from_pairs(
+                &table
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|message| ConfigError::Invalid { name, message }),
+        }
+    }
+}
+
+/// Splits `key=value,key=value` (spaces around items allowed); a key or value may not be empty.
+pub fn split_pairs(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok((k.trim(), v.trim()))
+            }
+            _ => Err(format!(
+                "expected key=value, got {:?}",
+                item.split('=').next().unwrap_or("")
+            )),
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .and_then(|pairs| {
+            if pairs.is_empty() {
+                Err("expected key=value pairs separated by commas".into())
+            } else {
+                Ok(pairs)
+            }
+        })
 }
 
 impl FileSettings {
@@ -419,6 +512,7 @@ impl Settings {
                     .join(" "),
             ),
             ("lease", self.lease.redacted()),
+            ("sumdb", self.sumdb.redacted()),
             ("lease-ttl", format_duration(self.lease_ttl)),
             ("shutdown-grace", format_duration(self.shutdown_grace)),
             (
@@ -442,6 +536,23 @@ impl Settings {
         ] {
             out.push_str(&format!("{k} = {v}\n"));
         }
+        // Files are shown by path only: their contents are secrets.
+        for (k, v) in [
+            ("upstream-netrc", &self.upstream_netrc),
+            ("auth-users", &self.auth_users),
+            ("auth-tokens", &self.auth_tokens),
+        ] {
+            if let Some(path) = v {
+                out.push_str(&format!("{k} = {:?}\n", path.display().to_string()));
+            }
+        }
+        if !self.upstream_tokens.is_empty() {
+            out.push_str(&format!(
+                "upstream-tokens = {:?}\n",
+                self.upstream_tokens.redacted()
+            ));
+        }
+        out.push_str(&format!("metrics-public = {}\n", self.metrics_public));
         out
     }
 }

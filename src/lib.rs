@@ -7,20 +7,26 @@
 //! - [`upstream`]: where modules come from: the GOPROXY client chain and `direct` (the go command).
 //! - [`policy`]: per-module rules (include/exclude/direct, download mode) and the version deny list.
 //! - [`stash`]: fetch once: single flight, leases, merged list writes.
+//! - [`sumdb`]: the checksum-database proxy: path grammar, allow-list, tile cache.
 //! - [`http`]: axum routes, the one error-to-status mapping, streaming bodies.
 //! - [`prefetch`]: `modstash prefetch`: fetch what a go.sum, go.mod or list names, check go.sum hashes.
 //! - [`inspect`]: storage inspection: `ls`, `verify`, `rm` and the `/catalog` listing.
+//! - [`metrics`]: Prometheus counters, one registry per server.
+//! - [`auth`]: client authentication from user and token files.
 //! - [`config`] and [`cli`]: settings from file, env and flags; the `modstash` commands.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod inspect;
+pub mod metrics;
 pub mod module;
 pub mod policy;
 pub mod prefetch;
 pub mod stash;
 pub mod storage;
+pub mod sumdb;
 pub mod upstream;
 
 pub use config::Settings;

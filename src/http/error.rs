@@ -9,11 +9,17 @@ use std::sync::Arc;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::AuthError;
 use crate::module::ModuleError;
 use crate::stash::StashError;
 use crate::stash::lease::LeaseError;
 use crate::storage::StorageError;
+use crate::sumdb::SumdbError;
 use crate::upstream::UpstreamError;
+
+/// A response extension marking an answer that failed because storage did (counted by metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageFailure;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,12 @@ pub enum HttpError {
     /// Download mode `none`: storage does not hold it and nothing is fetched.
     #[error("not found: {0}: not in storage (download mode none)")]
     NotStored(String),
+    /// Authentication is on and the request has no valid credentials.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    /// The checksum-database proxy refused or failed.
+    #[error(transparent)]
+    Sumdb(#[from] Arc<SumdbError>),
 }
 
 impl HttpError {
@@ -51,6 +63,17 @@ impl HttpError {
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotStored(_) => StatusCode::NOT_FOUND,
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Sumdb(e) => sumdb_status(e),
+        }
+    }
+
+    fn is_storage_failure(&self) -> bool {
+        match self {
+            HttpError::Storage(_) => true,
+            HttpError::Stash(e) => matches!(e.as_ref(), StashError::Storage(_)),
+            HttpError::Sumdb(e) => matches!(e.as_ref(), SumdbError::Storage(_)),
+            _ => false,
         }
     }
 
@@ -67,6 +90,10 @@ impl HttpError {
                 | StashError::InvalidUpstream(_) => self.to_string(),
             },
             HttpError::Storage(_) => "storage unavailable".into(),
+            HttpError::Sumdb(e) if matches!(e.as_ref(), SumdbError::Storage(_)) => {
+                "storage unavailable".into()
+            }
+            HttpError::Sumdb(_) | HttpError::Unauthorized(_) => self.to_string(),
             HttpError::BadPath(_)
             | HttpError::RangeNotSatisfiable(_)
             | HttpError::MethodNotAllowed
@@ -85,6 +112,17 @@ fn stash_status(e: &StashError) -> StatusCode {
         StashError::Lease(LeaseError::Lost(_)) => StatusCode::SERVICE_UNAVAILABLE,
         StashError::Lease(LeaseError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
         StashError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn sumdb_status(e: &SumdbError) -> StatusCode {
+    match e {
+        // The go command goes no further on 404: a private module is never looked up.
+        SumdbError::NotAllowed(_) | SumdbError::Private(_) | SumdbError::BadPath(_) => {
+            StatusCode::NOT_FOUND
+        }
+        SumdbError::Upstream(u) => upstream_status(u),
+        SumdbError::Storage(s) => storage_status(s),
     }
 }
 
@@ -118,6 +156,15 @@ impl IntoResponse for HttpError {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         let mut response = plain_text(status, &self.public_message());
+        if self.is_storage_failure() {
+            response.extensions_mut().insert(StorageFailure);
+        }
+        if let HttpError::Unauthorized(_) = self {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"modstash\""),
+            );
+        }
         if let HttpError::RangeNotSatisfiable(size) = self
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {

@@ -1,9 +1,12 @@
 //! The HTTP face: axum routes, the one error-to-status mapping, streaming bodies.
 
+mod auth;
 mod catalog;
 mod error;
+mod observe;
 mod proxy;
 mod respond;
+mod sumdb;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,12 +26,15 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{HttpError, plain_text};
 
+use crate::auth::Authenticator;
 use crate::config::{LeaseSpec, Settings};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::stash::Stasher;
 use crate::stash::lease::{Lease, MemoryLease};
 use crate::storage::{RangeReadOptions, Storage};
-use crate::upstream::UpstreamClient;
+use crate::sumdb::SumdbProxy;
+use crate::upstream::{Credentials, UpstreamClient};
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,14 @@ pub struct AppState {
     pub list_ttl: Duration,
     /// Rules, download modes, deny list.
     pub policy: Arc<Policy>,
+    /// The checksum-database proxy.
+    pub sumdb: SumdbProxy,
+    /// Client authentication, when configured.
+    pub auth: Option<Arc<Authenticator>>,
+    /// This server's counters.
+    pub metrics: Metrics,
+    /// `/metrics` is open even when authentication is on.
+    pub metrics_public: bool,
 }
 
 impl AppState {
@@ -68,8 +82,22 @@ impl AppState {
                 settings.inject_storage_latency,
                 settings.inject_storage_bandwidth,
             );
-        let upstream =
-            UpstreamClient::new(settings).map_err(|e| ServeError::Setup(e.to_string()))?;
+        let setup = |e: &dyn std::fmt::Display| ServeError::Setup(e.to_string());
+        let credentials = Credentials::load(
+            &settings.upstream_tokens,
+            settings.upstream_netrc.as_deref(),
+        )
+        .map_err(|e| setup(&e))?;
+        let upstream = UpstreamClient::new(settings)
+            .map_err(|e| setup(&e))?
+            .with_credentials(Arc::new(credentials));
+        let auth = Authenticator::load(
+            settings.auth_users.as_deref(),
+            settings.auth_tokens.as_deref(),
+        )
+        .map_err(|e| setup(&e))?
+        .map(Arc::new);
+        let metrics = Metrics::new();
         let lease: Arc<dyn Lease> = match &settings.lease {
             LeaseSpec::Memory => Arc::new(MemoryLease::new()),
             // Storage: refused unless conditional create is honoured. Redis: unreachable at
@@ -80,10 +108,22 @@ impl AppState {
                     .map_err(|e| ServeError::Setup(e.to_string()))?
             }
         };
+        let sumdb = SumdbProxy::new(
+            settings.sumdb.clone(),
+            settings.private.clone(),
+            upstream.clone(),
+            storage.clone(),
+            settings.list_ttl,
+            metrics.clone(),
+        );
         Ok(AppState {
-            stasher: Stasher::new(settings, storage, upstream, lease),
+            stasher: Stasher::with_metrics(settings, storage, upstream, lease, metrics.clone()),
             list_ttl: settings.list_ttl,
             policy: Arc::new(settings.policy.clone()),
+            sumdb,
+            auth,
+            metrics,
+            metrics_public: settings.metrics_public,
         })
     }
 }
@@ -95,18 +135,32 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/version", get(version))
         .route("/catalog", get(catalog::catalog))
+        .route("/metrics", get(observe::metrics))
+        .route("/sumdb/{*rest}", get(sumdb::handle))
         .fallback(proxy::handle)
+        // Layers run outside in: the log line and the counters see every answer, 401s too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::count,
+        ))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                // Hostile paths can be long: the span keeps a bounded prefix.
-                let path: String = request.uri().path().chars().take(256).collect();
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %path,
-                    module = tracing::field::Empty,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    // Hostile paths can be long: the span keeps a bounded prefix.
+                    let path: String = request.uri().path().chars().take(256).collect();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %path,
+                        module = tracing::field::Empty,
+                        user = tracing::field::Empty,
+                    )
+                })
+                .on_response(observe::log_response),
         )
         .with_state(state)
 }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -49,6 +50,9 @@ fn looks_like_rfc3339(t: &str) -> bool {
         && b[16] == b':'
         && b[..4].iter().all(u8::is_ascii_digit)
 }
+
+/// How often a long zip download logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// A zip spooled to a local temporary file; the file is deleted when this and every follower
 /// are dropped. Dropping it without [`SpooledZip::accept`] tells followers the zip failed.
@@ -170,6 +174,8 @@ async fn spool_zip(
     }));
     let mut file = tokio::fs::File::from_std(file);
     let mut size: u64 = 0;
+    let started = Instant::now();
+    let mut reported = started;
     loop {
         if *metadata_ok.borrow()
             && let Some(zip) = announcement.take()
@@ -200,6 +206,17 @@ async fn spool_zip(
         // Followers read the file through their own handle: publish only flushed bytes.
         file.flush().await.map_err(StorageError::from)?;
         progress.send_modify(|s| s.written = size);
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                bytes = size,
+                total = ?body.content_length,
+                bytes_per_sec = (size as f64 / secs) as u64,
+                url = %body.url,
+                "zip download in progress"
+            );
+        }
     }
     if let Some(expected) = body.content_length
         && expected != size

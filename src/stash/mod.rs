@@ -23,6 +23,7 @@ use live::{LiveSlot, LiveZip};
 use merge::ListMerger;
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::module::{ModulePath, ModuleVersion, Version, VersionQuery, ZipLimits};
 use crate::storage::{Storage, VersionFile};
 use crate::upstream::{UpstreamClient, UpstreamError};
@@ -81,6 +82,7 @@ struct Inner {
     stored_lists: Cache<ModulePath, Vec<Version>>,
     latest: Cache<ModulePath, Answer<Bytes>>,
     queries: Cache<(ModulePath, VersionQuery), Answer<ModuleVersion>>,
+    metrics: Metrics,
 }
 
 impl Stasher {
@@ -90,6 +92,17 @@ impl Stasher {
         storage: Storage,
         upstream: UpstreamClient,
         lease: Arc<dyn Lease>,
+    ) -> Stasher {
+        Stasher::with_metrics(settings, storage, upstream, lease, Metrics::new())
+    }
+
+    /// [`Stasher::new`], counting into the server's `metrics`.
+    pub fn with_metrics(
+        settings: &Settings,
+        storage: Storage,
+        upstream: UpstreamClient,
+        lease: Arc<dyn Lease>,
+        metrics: Metrics,
     ) -> Stasher {
         Stasher {
             inner: Arc::new(Inner {
@@ -112,6 +125,7 @@ impl Stasher {
                 stored_lists: short_lived(settings.list_ttl, 100_000),
                 latest: short_lived(settings.list_ttl, 100_000),
                 queries: short_lived(settings.list_ttl, 100_000),
+                metrics,
             }),
         }
     }
@@ -199,6 +213,7 @@ impl Stasher {
     ) -> StashResult<Option<Joined<StashResult<()>, LiveSlot>>> {
         let inner = &self.inner;
         if inner.committed.contains_key(mv) {
+            inner.metrics.stash_stored();
             return Ok(None);
         }
         if let Some(reason) = inner.missing.get(mv).await {
@@ -206,6 +221,7 @@ impl Stasher {
         }
         if inner.storage.is_committed(mv).await.map_err(err)? {
             inner.committed.insert(mv.clone(), ()).await;
+            inner.metrics.stash_stored();
             return Ok(None);
         }
         if inner.upstream.is_off() {
@@ -220,6 +236,7 @@ impl Stasher {
             this.lead(&key, &live).await
         });
         tracing::debug!(leader = joined.leader, "joined fetch");
+        inner.metrics.stash_fetch(!joined.leader);
         Ok(Some(joined))
     }
 
@@ -333,17 +350,24 @@ impl Stasher {
         let inner = &self.inner;
         let key = format!("fetch/{}@{}", mv.path().escaped(), mv.version().escaped());
         let mut backoff = Duration::from_millis(20);
+        let mut held_elsewhere = false;
         // The caller just found `mv` missing in storage; fetch_under_lease re-checks once the
         // lease is ours, so storage is looked at again only while someone else holds it.
         let spooled = loop {
             match inner.lease.try_acquire(&key, inner.lease_ttl).await {
-                Ok(Some(guard)) => match self.fetch_under_lease(mv, guard, live).await {
-                    // A lost lease means another replica took over (we were too slow to renew):
-                    // its commit is what our waiters need, so wait for it instead of failing them.
-                    Err(e) if matches!(e.as_ref(), StashError::Lease(LeaseError::Lost(_))) => {}
-                    done => break done?,
-                },
-                Ok(None) => {}
+                Ok(Some(guard)) => {
+                    inner.metrics.lease_acquired(held_elsewhere);
+                    match self.fetch_under_lease(mv, guard, live).await {
+                        // A lost lease means another replica took over (we were too slow to
+                        // renew): its commit is what our waiters need, so wait for it instead
+                        // of failing them.
+                        Err(e) if matches!(e.as_ref(), StashError::Lease(LeaseError::Lost(_))) => {
+                            inner.metrics.lease_lost();
+                        }
+                        done => break done?,
+                    }
+                }
+                Ok(None) => held_elsewhere = true,
                 Err(e) => return Err(err(e)),
             }
             // Held elsewhere: wait for its commit or its expiry.
@@ -381,10 +405,15 @@ impl Stasher {
             if inner.storage.is_committed(mv).await? {
                 return Ok(None);
             }
-            let (staged, spooled) =
+            let fetched =
                 fetch::fetch_version(&inner.upstream, mv, &inner.spool_dir, &inner.limits, live)
-                    .await
-                    .map_err(not_found_reason)?;
+                    .await;
+            inner
+                .metrics
+                .upstream_fetch(fetched.as_ref().ok().map(|(staged, spooled)| {
+                    (staged.info.len() + staged.go_mod.len()) as u64 + spooled.size
+                }));
+            let (staged, spooled) = fetched.map_err(not_found_reason)?;
             inner.storage.commit(&staged).await?;
             tracing::info!("stashed");
             Ok::<_, StashError>(Some(spooled))

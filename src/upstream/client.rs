@@ -8,6 +8,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::credentials::Credentials;
 use super::direct::{DirectFetcher, DirectOptions};
 use super::error::UpstreamError;
 use super::spec::{Fallthrough, ProxyEntry, UpstreamSpec};
@@ -46,6 +47,7 @@ pub struct UpstreamClient {
     direct: Option<DirectFetcher>,
     /// Modules that skip the proxies and go direct (private patterns and `direct` rules).
     always_direct: ModulePatterns,
+    credentials: Arc<Credentials>,
 }
 
 /// Where one module is fetched from.
@@ -89,7 +91,32 @@ impl UpstreamClient {
             metadata_timeout: settings.upstream_timeout,
             direct,
             always_direct,
+            credentials: Arc::new(Credentials::default()),
         })
+    }
+
+    /// Sends `credentials` (tokens, netrc logins) to the hosts they name.
+    pub fn with_credentials(mut self, credentials: Arc<Credentials>) -> UpstreamClient {
+        self.credentials = credentials;
+        self
+    }
+
+    /// GETs `rel` below one base URL rather than the chain (the checksum-database proxy's
+    /// upstream), with the same credentials, limits and timeouts as metadata requests.
+    pub async fn get_from(
+        &self,
+        base: &url::Url,
+        rel: &str,
+        limit: u64,
+    ) -> Result<Bytes, UpstreamError> {
+        let entry = ProxyEntry {
+            url: base.clone(),
+            fallthrough: Fallthrough::OnNotFound,
+        };
+        let (response, url, _permit) = self
+            .get_one(&entry, rel, Some(self.metadata_timeout))
+            .await?;
+        read_limited(response, url, limit).await
     }
 
     /// True when no upstream is configured.
@@ -274,22 +301,8 @@ impl UpstreamClient {
     }
 
     async fn get_small(&self, rel: &str, limit: u64) -> Result<Bytes, UpstreamError> {
-        let (mut response, url, _permit) = self.get(rel, Some(self.metadata_timeout)).await?;
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(UpstreamError::TooLarge { url, limit });
-        }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(&url, &e))?
-        {
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(UpstreamError::TooLarge { url, limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
+        let (response, url, _permit) = self.get(rel, Some(self.metadata_timeout)).await?;
+        read_limited(response, url, limit).await
     }
 
     /// GETs `rel` from the first upstream that has it, following GOPROXY fallthrough rules:
@@ -332,7 +345,7 @@ impl UpstreamClient {
                 message: "shutting down".into(),
                 timeout: false,
             })?;
-        let mut request = self.http.get(url);
+        let mut request = self.credentials.apply(self.http.get(url), &entry.url);
         if let Some(t) = timeout {
             request = request.timeout(t);
         }
@@ -379,6 +392,28 @@ async fn direct_zip(direct: &DirectFetcher, mv: &ModuleVersion) -> Result<ZipBod
         url: format!("direct {mv}"),
         _permit: None,
     })
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    url: String,
+    limit: u64,
+) -> Result<Bytes, UpstreamError> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(UpstreamError::TooLarge { url, limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(&url, &e))?
+    {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(UpstreamError::TooLarge { url, limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {

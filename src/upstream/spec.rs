@@ -27,12 +27,7 @@ impl ProxyEntry {
     /// The base URL with any user and password replaced by `REDACTED`, for logs, error
     /// messages and `config show`.
     pub fn redacted_url(&self) -> String {
-        let mut url = self.url.clone();
-        if !url.username().is_empty() || url.password().is_some() {
-            let _ = url.set_username("REDACTED");
-            let _ = url.set_password(None);
-        }
-        url.as_str().trim_end_matches('/').to_owned()
+        super::credentials::redact_url(&self.url)
     }
 }
 

@@ -12,6 +12,7 @@
 mod services;
 mod support;
 
+mod auth;
 mod bad_input;
 mod direct;
 mod e2e_go;
@@ -19,7 +20,9 @@ mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
+mod metrics;
 mod policy;
 mod prefetch;
 mod protocol;
 mod slow_clients;
+mod sumdb;

@@ -68,6 +68,8 @@ impl GeneratedModule {
 pub struct Replica {
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
     child: tokio::process::Child,
 }
 
@@ -78,7 +80,8 @@ impl Replica {
         let base = format!("http://127.0.0.1:{port}");
         let log_dir = std::env::temp_dir().join("modstash-fleet-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
-        let log = std::fs::File::create(log_dir.join(format!("replica-{port}.log"))).unwrap();
+        let log_path = log_dir.join(format!("replica-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_modstash"))
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -91,7 +94,11 @@ impl Replica {
             .kill_on_drop(true)
             .spawn()
             .expect("start modstash");
-        let replica = Replica { base, child };
+        let replica = Replica {
+            base,
+            log: log_path,
+            child,
+        };
         replica.wait_healthy().await;
         replica
     }

@@ -99,6 +99,7 @@ impl Go {
             goproxy: goproxy.to_owned(),
             root,
             work,
+            env: Vec::new(),
         }
     }
 }
@@ -110,6 +111,7 @@ pub struct GoSandbox {
     goproxy: String,
     root: tempfile::TempDir,
     work: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// What a go command printed and how it exited.
@@ -161,6 +163,16 @@ pub struct Download {
 }
 
 impl GoSandbox {
+    /// Overrides one variable of the isolated environment (e.g. `GOSUMDB`, `NETRC`).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The sandbox's root directory (its `HOME`), for files such as a netrc.
+    pub fn root_dir(&self) -> &Path {
+        self.root.path()
+    }
+
     /// The main module's directory, where commands run.
     pub fn work_dir(&self) -> &Path {
         &self.work
@@ -203,6 +215,7 @@ impl GoSandbox {
         if let Some(tmp) = std::env::var_os("TMPDIR") {
             cmd.env("TMPDIR", tmp);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let command = format!("go {} (GOPROXY={})", args.join(" "), self.goproxy);
         // A cold build cache compiles the standard library first, hence the wider guard.
         let out = tokio::time::timeout(4 * super::HANG_GUARD, cmd.output())

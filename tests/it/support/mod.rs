@@ -10,6 +10,8 @@ pub mod gocmd;
 pub mod layout;
 pub mod raw_http;
 pub mod server;
+pub mod sumdb;
+pub mod tls;
 pub mod upstream;
 
 use std::time::Duration;

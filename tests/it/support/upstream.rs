@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
@@ -37,6 +37,7 @@ struct Shared {
     faults: Mutex<HashMap<String, Fault>>,
     down: AtomicBool,
     arrived: tokio::sync::Notify,
+    required_auth: Mutex<Option<String>>,
 }
 
 /// A running fixture upstream; stops when dropped.
@@ -62,6 +63,7 @@ impl Upstream {
             faults: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
             arrived: tokio::sync::Notify::new(),
+            required_auth: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -113,6 +115,12 @@ impl Upstream {
         self.shared.faults.lock().expect("lock").remove(path);
     }
 
+    /// Answers 401 to every later request whose `Authorization` header is not exactly `value`
+    /// (`None`: no authentication).
+    pub fn require_authorization(&self, value: Option<&str>) {
+        *self.shared.required_auth.lock().expect("lock") = value.map(str::to_owned);
+    }
+
     /// While down, every request is answered 503 (after the delay).
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
@@ -162,7 +170,7 @@ impl Drop for Upstream {
     }
 }
 
-async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri) -> Response {
     let path = percent_encoding::percent_decode_str(uri.path())
         .decode_utf8_lossy()
         .into_owned();
@@ -179,6 +187,12 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     }
     if shared.down.load(Ordering::SeqCst) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "upstream is down\n");
+    }
+    let required = shared.required_auth.lock().expect("lock").clone();
+    if let Some(required) = required
+        && headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) != Some(required.as_bytes())
+    {
+        return text(StatusCode::UNAUTHORIZED, "authentication required\n");
     }
     let fault = shared.faults.lock().expect("lock").get(&path).copied();
     let file = resolve(&shared.root, &path);
