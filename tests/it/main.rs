@@ -18,5 +18,6 @@ mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
+mod list_repair;
 mod protocol;
 mod slow_clients;
