@@ -51,14 +51,14 @@ impl HttpError {
     fn public_message(&self) -> String {
         match self {
             HttpError::Stash(e) => match e.as_ref() {
-                StashError::Storage(_) => "storage unavailable".into(),
+                StashError::Storage(s) => storage_message(s),
                 StashError::Lease(_) => "lease backend unavailable".into(),
                 StashError::Aborted => "internal error".into(),
                 StashError::NotFound(_)
                 | StashError::Upstream(_)
                 | StashError::InvalidUpstream(_) => self.to_string(),
             },
-            HttpError::Storage(_) => "storage unavailable".into(),
+            HttpError::Storage(s) => storage_message(s),
             HttpError::BadPath(_)
             | HttpError::RangeNotSatisfiable(_)
             | HttpError::MethodNotAllowed => self.to_string(),
@@ -85,6 +85,26 @@ fn upstream_status(e: &UpstreamError) -> StatusCode {
         UpstreamError::Transport { timeout: false, .. }
         | UpstreamError::Status { .. }
         | UpstreamError::TooLarge { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Generic (no keys or paths), but naming the condition an operator must fix when one is known.
+fn storage_message(e: &StorageError) -> String {
+    match e.io_kind().and_then(io_condition) {
+        Some(condition) => format!("storage unavailable: storage {condition}"),
+        None => "storage unavailable".into(),
+    }
+}
+
+/// The storage conditions worth telling a client or a probe about, as `storage {condition}`.
+pub(super) fn io_condition(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull => Some("is full"),
+        ErrorKind::QuotaExceeded => Some("is over its quota"),
+        ErrorKind::ReadOnlyFilesystem => Some("is read-only"),
+        ErrorKind::PermissionDenied => Some("denies access"),
+        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 mod catalog;
 mod error;
 mod proxy;
+mod ready;
 mod respond;
 
 use std::future::Future;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub stasher: Stasher,
     /// Freshness of mutable answers.
     pub list_ttl: Duration,
+    /// The storage probe behind `/readyz`.
+    pub readiness: Arc<ready::Readiness>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
         Ok(AppState {
             stasher: Stasher::new(settings, storage, upstream, lease),
             list_ttl: settings.list_ttl,
+            readiness: Arc::default(),
         })
     }
 }
@@ -111,19 +115,17 @@ async fn healthz() -> Response {
     plain_text(StatusCode::OK, "ok")
 }
 
-/// Ready when storage answers. The lease backend's state is reported but does not fail the
-/// probe: stored versions need no lease, and a load balancer taking every replica out because
-/// Redis is down would turn a degraded fleet into an outage.
+/// Ready when storage answers, and takes writes when this replica may fetch (see `ready.rs`).
+/// The lease backend's state is reported but does not fail the probe: stored versions need no
+/// lease, and a load balancer taking every replica out because Redis is down would turn a
+/// degraded fleet into an outage.
 async fn readyz(State(app): State<AppState>) -> Response {
     let lease = app.stasher.lease().status();
-    match app.stasher.storage().check().await {
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: storage unreachable");
-            plain_text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: storage unreachable; lease {lease}"),
-            )
-        }
+    match app.readiness.storage(&app.stasher).await {
+        Err(why) => plain_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {why}; lease {lease}"),
+        ),
         Ok(()) => plain_text(StatusCode::OK, &format!("ready: storage ok; lease {lease}")),
     }
 }
