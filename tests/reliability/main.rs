@@ -21,6 +21,7 @@ mod support;
 mod crash;
 mod inspect;
 mod report;
+mod storage_faults;
 mod tree;
 
 use std::future::Future;
@@ -68,10 +69,16 @@ pub struct Scenario {
 
 /// Every scenario, in the order they run.
 fn scenarios() -> Vec<Scenario> {
-    vec![Scenario {
-        name: "crash_loop",
-        run: |r, m| Box::pin(crash::crash_loop(r, m)),
-    }]
+    vec![
+        Scenario {
+            name: "crash_loop",
+            run: |r, m| Box::pin(crash::crash_loop(r, m)),
+        },
+        Scenario {
+            name: "storage_faults",
+            run: |r, m| Box::pin(storage_faults::storage_faults(r, m)),
+        },
+    ]
 }
 
 /// The seed of every random choice (kill points, load mix): `MODSTASH_RELIABILITY_SEED`, or a
