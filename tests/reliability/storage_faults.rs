@@ -109,16 +109,11 @@ async fn s3_down(
     let mut case = Case::new("S3 server stopped");
     let (stored, cut, later) = (&t[0], &t[1], &t[2]);
     let bucket = moto.create_bucket();
-    let env = [
-        ("AWS_ENDPOINT", moto.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "modstash-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "modstash-test".to_owned()),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".to_owned()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v));
-    let replica = Replica::start(&args(&format!("s3://{bucket}"), upstream), &env).await;
+    let replica = Replica::start(
+        &args(&format!("s3://{bucket}"), upstream),
+        &moto.client_env(),
+    )
+    .await;
     case.expect_version(&replica, tree, stored).await;
     case.expect_ready(&replica, true, "ok").await;
 

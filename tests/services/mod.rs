@@ -207,6 +207,22 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment a modstash process needs to use this server as its S3 (object_store's
+    /// `AWS_*` variables: path-style, plain HTTP, dummy keys).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "modstash-test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "modstash-test".to_owned()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// Creates a bucket with a unique name and returns the name.
     pub fn create_bucket(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
