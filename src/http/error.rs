@@ -154,3 +154,50 @@ pub fn plain_text(status: StatusCode, message: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_failure(kind: std::io::ErrorKind) -> StorageError {
+        // The shape object_store's local backend gives: Generic { source: local error { source: io } }.
+        #[derive(Debug, thiserror::Error)]
+        #[error("unable to copy data to file: {source}")]
+        struct LocalError {
+            source: std::io::Error,
+        }
+        StorageError::Backend(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(LocalError {
+                source: std::io::Error::from(kind),
+            }),
+        })
+    }
+
+    #[test]
+    fn storage_failures_name_a_full_or_read_only_storage_and_nothing_else() {
+        use std::io::ErrorKind;
+        for (kind, message) in [
+            (
+                ErrorKind::StorageFull,
+                "storage unavailable: storage is full",
+            ),
+            (
+                ErrorKind::ReadOnlyFilesystem,
+                "storage unavailable: storage is read-only",
+            ),
+            (ErrorKind::ConnectionRefused, "storage unavailable"),
+        ] {
+            let e = HttpError::Storage(local_failure(kind));
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.public_message(), message);
+        }
+        let stash = HttpError::Stash(Arc::new(StashError::Storage(local_failure(
+            ErrorKind::StorageFull,
+        ))));
+        assert_eq!(
+            stash.public_message(),
+            "storage unavailable: storage is full"
+        );
+    }
+}

@@ -21,6 +21,7 @@ mod support;
 mod crash;
 mod inspect;
 mod report;
+mod soak;
 mod storage_faults;
 mod tree;
 
@@ -77,6 +78,10 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "storage_faults",
             run: |r, m| Box::pin(storage_faults::storage_faults(r, m)),
+        },
+        Scenario {
+            name: "soak",
+            run: |r, m| Box::pin(soak::soak(r, m)),
         },
     ]
 }

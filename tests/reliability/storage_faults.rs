@@ -338,23 +338,7 @@ impl Case {
 
 /// `GET url`; `Err` when the body is cut short (the answer had started as a live download).
 async fn try_get(url: &str) -> Result<Fetched, String> {
-    let response = crate::support::client()
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("{status}, body cut: {e}"))?
-        .to_vec();
-    Ok(Fetched {
-        status,
-        headers,
-        body,
-    })
+    crate::support::try_send(crate::support::client().get(url)).await
 }
 
 fn stored(storage: &Path, tree: &Tree, target: &Target, ext: &str) -> PathBuf {
