@@ -114,8 +114,6 @@ pub async fn soak(report: &Report, mode: Mode) -> Outcome {
     let per_module = WARM_PER_MODULE + plan.cold_versions().div_ceil(MODULES) + 1;
     let tree = Tree::generate("soak", MODULES, per_module, seed());
     let upstream = Upstream::serve_dir(tree.root()).await;
-    // A fetch lasts long enough that kills often catch one, so takeovers happen.
-    upstream.set_delay(Duration::from_millis(300));
     let (_storage_guard, storage_dir) = temp_dir("modstash-soak-storage");
     let args: Vec<String> = [
         "--storage",
@@ -152,6 +150,8 @@ pub async fn soak(report: &Report, mode: Mode) -> Outcome {
     });
     store_warm(&shared, &warm).await;
     let warm_fetches = shared.upstream.total();
+    // From now on a fetch lasts long enough that kills often catch one, so takeovers happen.
+    shared.upstream.set_delay(Duration::from_millis(300));
 
     let stop = CancellationToken::new();
     let survivor_pid = replicas[0].as_ref().unwrap().pid();
