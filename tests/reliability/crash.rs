@@ -25,8 +25,9 @@ use crate::tree::{Target, Tree};
 use crate::{Mode, Outcome, inspect, seed};
 
 const SCENARIO: &str = "crash_loop";
-/// Clients fetching at once: enough that a kill usually lands on several fetches in flight.
-const CLIENTS: usize = 8;
+/// Clients fetching at once: a kill usually lands on several fetches in flight, and few enough
+/// versions complete between kills that there are dozens of kills even in a release build.
+const CLIENTS: usize = 4;
 
 /// What the clients saw.
 #[derive(Default)]
@@ -60,8 +61,8 @@ pub async fn crash_loop(report: &Report, mode: Mode) -> Outcome {
         seed,
     ));
     let upstream = Arc::new(Upstream::serve_dir(tree.root()).await);
-    // Long enough that a fetch spans several scheduling points, so kills land mid-fetch too.
-    upstream.set_delay(Duration::from_millis(20));
+    // Kills land anywhere: in the upstream wait, the spool, the commit or the list merge.
+    upstream.set_delay(Duration::from_millis(60));
     let (_storage_guard, storage_dir) = temp_dir("modstash-crash-storage");
     let storage_url = format!("file://{}", storage_dir.display());
     let args: Vec<String> = [
@@ -132,7 +133,7 @@ pub async fn crash_loop(report: &Report, mode: Mode) -> Outcome {
             loop {
                 // A kill point: a random moment after fetches are under way again.
                 let seen = upstream.total();
-                let delay = Duration::from_millis(rng.random_range(0..200));
+                let delay = Duration::from_millis(rng.random_range(0..150));
                 tokio::select! {
                     () = all_served.cancelled() => break,
                     () = async {

@@ -130,9 +130,9 @@ async fn s3_down(
             "storage unavailable",
             "the fetch cut by the S3 stop",
         ),
-        Err(cut) => {
+        Err(_) => {
             case.count(true);
-            eprintln!("   the live download was cut short ({cut})");
+            eprintln!("   S3 stopped: the live download in flight was cut short");
         }
     }
     eprintln!(
@@ -227,9 +227,9 @@ impl Case {
         let url = format!("{}{}", replica.base, tree.url_path(target, "zip"));
         match try_get(&url).await {
             Ok(got) => self.expect_503(&got, reason, &url),
-            Err(cut) => {
+            Err(_) => {
                 self.count(true);
-                eprintln!("   {}: {url}: live download cut short ({cut})", self.name);
+                eprintln!("   {}: {url}: live download cut short", self.name);
             }
         }
         let url = format!("{}{}", replica.base, tree.url_path(target, "info"));
