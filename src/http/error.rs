@@ -82,18 +82,19 @@ impl HttpError {
     fn public_message(&self) -> String {
         match self {
             HttpError::Stash(e) => match e.as_ref() {
-                StashError::Storage(_) => "storage unavailable".into(),
+                StashError::Storage(s) => storage_message(s),
                 StashError::Lease(_) => "lease backend unavailable".into(),
                 StashError::Aborted => "internal error".into(),
                 StashError::NotFound(_)
                 | StashError::Upstream(_)
                 | StashError::InvalidUpstream(_) => self.to_string(),
             },
-            HttpError::Storage(_) => "storage unavailable".into(),
-            HttpError::Sumdb(e) if matches!(e.as_ref(), SumdbError::Storage(_)) => {
-                "storage unavailable".into()
-            }
-            HttpError::Sumdb(_) | HttpError::Unauthorized(_) => self.to_string(),
+            HttpError::Storage(s) => storage_message(s),
+            HttpError::Sumdb(e) => match e.as_ref() {
+                SumdbError::Storage(s) => storage_message(s),
+                _ => self.to_string(),
+            },
+            HttpError::Unauthorized(_) => self.to_string(),
             HttpError::BadPath(_)
             | HttpError::RangeNotSatisfiable(_)
             | HttpError::MethodNotAllowed
@@ -133,6 +134,26 @@ fn upstream_status(e: &UpstreamError) -> StatusCode {
         UpstreamError::Transport { timeout: false, .. }
         | UpstreamError::Status { .. }
         | UpstreamError::TooLarge { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Generic (no keys or paths), but naming the condition an operator must fix when one is known.
+fn storage_message(e: &StorageError) -> String {
+    match e.io_kind().and_then(io_condition) {
+        Some(condition) => format!("storage unavailable: storage {condition}"),
+        None => "storage unavailable".into(),
+    }
+}
+
+/// The storage conditions worth telling a client or a probe about, as `storage {condition}`.
+pub(super) fn io_condition(kind: std::io::ErrorKind) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull => Some("is full"),
+        ErrorKind::QuotaExceeded => Some("is over its quota"),
+        ErrorKind::ReadOnlyFilesystem => Some("is read-only"),
+        ErrorKind::PermissionDenied => Some("denies access"),
+        _ => None,
     }
 }
 
@@ -190,4 +211,51 @@ pub fn plain_text(status: StatusCode, message: &str) -> Response {
         format!("{line}\n"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_failure(kind: std::io::ErrorKind) -> StorageError {
+        // The shape object_store's local backend gives: Generic { source: local error { source: io } }.
+        #[derive(Debug, thiserror::Error)]
+        #[error("unable to copy data to file: {source}")]
+        struct LocalError {
+            source: std::io::Error,
+        }
+        StorageError::Backend(object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(LocalError {
+                source: std::io::Error::from(kind),
+            }),
+        })
+    }
+
+    #[test]
+    fn storage_failures_name_a_full_or_read_only_storage_and_nothing_else() {
+        use std::io::ErrorKind;
+        for (kind, message) in [
+            (
+                ErrorKind::StorageFull,
+                "storage unavailable: storage is full",
+            ),
+            (
+                ErrorKind::ReadOnlyFilesystem,
+                "storage unavailable: storage is read-only",
+            ),
+            (ErrorKind::ConnectionRefused, "storage unavailable"),
+        ] {
+            let e = HttpError::Storage(local_failure(kind));
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.public_message(), message);
+        }
+        let stash = HttpError::Stash(Arc::new(StashError::Storage(local_failure(
+            ErrorKind::StorageFull,
+        ))));
+        assert_eq!(
+            stash.public_message(),
+            "storage unavailable: storage is full"
+        );
+    }
 }

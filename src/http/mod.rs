@@ -5,6 +5,7 @@ mod catalog;
 mod error;
 mod observe;
 mod proxy;
+mod ready;
 mod respond;
 mod sumdb;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// `/metrics` is open even when authentication is on.
     pub metrics_public: bool,
+    /// The storage probe behind `/readyz`.
+    pub readiness: Arc<ready::Readiness>,
 }
 
 impl AppState {
@@ -124,6 +127,7 @@ impl AppState {
             auth,
             metrics,
             metrics_public: settings.metrics_public,
+            readiness: Arc::default(),
         })
     }
 }
@@ -169,19 +173,17 @@ async fn healthz() -> Response {
     plain_text(StatusCode::OK, "ok")
 }
 
-/// Ready when storage answers. The lease backend's state is reported but does not fail the
-/// probe: stored versions need no lease, and a load balancer taking every replica out because
-/// Redis is down would turn a degraded fleet into an outage.
+/// Ready when storage answers, and takes writes when this replica may fetch (see `ready.rs`).
+/// The lease backend's state is reported but does not fail the probe: stored versions need no
+/// lease, and a load balancer taking every replica out because Redis is down would turn a
+/// degraded fleet into an outage.
 async fn readyz(State(app): State<AppState>) -> Response {
     let lease = app.stasher.lease().status();
-    match app.stasher.storage().check().await {
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: storage unreachable");
-            plain_text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: storage unreachable; lease {lease}"),
-            )
-        }
+    match app.readiness.storage(&app.stasher).await {
+        Err(why) => plain_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {why}; lease {lease}"),
+        ),
         Ok(()) => plain_text(StatusCode::OK, &format!("ready: storage ok; lease {lease}")),
     }
 }

@@ -135,6 +135,11 @@ impl Stasher {
         &self.inner.storage
     }
 
+    /// True when misses may be fetched (an upstream is configured), so storage must take writes.
+    pub fn can_fetch(&self) -> bool {
+        !self.inner.upstream.is_off()
+    }
+
     /// The lease backend.
     pub fn lease(&self) -> &Arc<dyn Lease> {
         &self.inner.lease
@@ -220,6 +225,7 @@ impl Stasher {
             return Err(Arc::new(StashError::NotFound(reason.to_string())));
         }
         if inner.storage.is_committed(mv).await.map_err(err)? {
+            self.ensure_listed(mv).await;
             inner.committed.insert(mv.clone(), ()).await;
             inner.metrics.stash_stored();
             return Ok(None);
@@ -374,6 +380,7 @@ impl Stasher {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
             if inner.storage.is_committed(mv).await.map_err(err)? {
+                self.ensure_listed(mv).await;
                 inner.committed.insert(mv.clone(), ()).await;
                 return Ok(());
             }
@@ -391,6 +398,37 @@ impl Stasher {
             zip.accept();
         }
         Ok(())
+    }
+
+    /// Adds `mv`, found committed by another process, to `@v/list` if the list lacks it: a
+    /// crash between a commit and its list merge leaves exactly that, and nothing else would ever
+    /// list the version. Runs once per version per process (the `committed` cache), reading the
+    /// cached list; a failure only leaves the list lagging, as after a failed merge.
+    async fn ensure_listed(&self, mv: &ModuleVersion) {
+        let inner = &self.inner;
+        if mv.version().is_pseudo() {
+            return;
+        }
+        let listed = |list: StashResult<Vec<Version>>| match list {
+            Ok(versions) => versions.contains(mv.version()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read @v/list to check it names a committed version");
+                true
+            }
+        };
+        if listed(self.stored_list(mv.path()).await) {
+            return;
+        }
+        // The cached list may predate another replica's merge: look again before writing.
+        inner.stored_lists.invalidate(mv.path()).await;
+        if listed(self.stored_list(mv.path()).await) {
+            return;
+        }
+        tracing::warn!(module_version = %mv, "committed but missing from @v/list (a crash before the list merge?); adding it");
+        if let Err(e) = inner.merger.append(mv.path(), mv.version().clone()).await {
+            tracing::warn!(error = %e, "@v/list could not be updated");
+        }
+        inner.stored_lists.invalidate(mv.path()).await;
     }
 
     async fn fetch_under_lease(

@@ -32,3 +32,18 @@ pub enum StorageError {
         reason: String,
     },
 }
+
+impl StorageError {
+    /// The operating-system condition behind the failure, if an I/O error caused it (a full or
+    /// read-only filesystem, a permission): what an operator needs to know to fix it.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            source = e.source();
+        }
+        None
+    }
+}

@@ -1,4 +1,5 @@
-//! Does a storage backend honour conditional create? Leases in storage depend on it.
+//! Probes of what a storage backend really does: honour conditional create (leases in storage
+//! depend on it), accept writes (readiness: a storage that only reads cannot stash anything).
 //!
 //! Some S3-compatible services ignore `If-None-Match: *` and overwrite silently; object_store
 //! cannot tell, so we try it: create one probe object twice and expect the second to be refused.
@@ -42,4 +43,15 @@ pub async fn probe_conditional_writes(storage: &Storage) -> Result<bool, Storage
         tracing::warn!("storage does not honour conditional create");
     }
     Ok(honoured)
+}
+
+/// Writes one tiny object (`.modstash/ready`, overwritten each time, so probes never pile up):
+/// fails when the storage is read-only, full or unreachable.
+pub async fn probe_writable(storage: &Storage) -> Result<(), StorageError> {
+    storage
+        .put(
+            &layout::internal_key(&["ready"]),
+            Bytes::from_static(b"ok\n"),
+        )
+        .await
 }

@@ -226,19 +226,11 @@ pub(crate) fn s3_setup(lease: &str, test: &str) -> Option<FleetSetup> {
     let StorageUrl::S3 { bucket, .. } = storage.url().clone() else {
         unreachable!("moto storage is S3")
     };
-    let env = [
-        ("AWS_ENDPOINT", moto.endpoint()),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "modstash-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "modstash-test".to_owned()),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".to_owned()),
-    ];
     Some(FleetSetup {
         storage_url: format!("s3://{bucket}"),
         storage,
         lease: lease.to_owned(),
-        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        env: moto.client_env(),
     })
 }
 

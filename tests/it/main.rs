@@ -20,6 +20,7 @@ mod exactly_once;
 mod fail_fast;
 mod fixture_tree_test;
 mod fleet;
+mod list_repair;
 mod metrics;
 mod policy;
 mod prefetch;

@@ -18,7 +18,12 @@ mod services;
 #[allow(dead_code)]
 mod support;
 
+mod crash;
+mod inspect;
 mod report;
+mod soak;
+mod storage_faults;
+mod tree;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -65,7 +70,29 @@ pub struct Scenario {
 
 /// Every scenario, in the order they run.
 fn scenarios() -> Vec<Scenario> {
-    vec![]
+    vec![
+        Scenario {
+            name: "crash_loop",
+            run: |r, m| Box::pin(crash::crash_loop(r, m)),
+        },
+        Scenario {
+            name: "storage_faults",
+            run: |r, m| Box::pin(storage_faults::storage_faults(r, m)),
+        },
+        Scenario {
+            name: "soak",
+            run: |r, m| Box::pin(soak::soak(r, m)),
+        },
+    ]
+}
+
+/// The seed of every random choice (kill points, load mix): `MODSTASH_RELIABILITY_SEED`, or a
+/// fixed default so a failing run can be repeated.
+pub fn seed() -> u64 {
+    std::env::var("MODSTASH_RELIABILITY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
 }
 
 fn require_components() -> bool {

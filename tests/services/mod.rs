@@ -101,14 +101,29 @@ impl MotoServer {
     pub fn start() -> Result<MotoServer, Skip> {
         let dir = tempfile::tempdir().map_err(|e| Skip::new("moto", e.to_string()))?;
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("moto.log"))
+        let (child, watchdog) = MotoServer::spawn(dir.path(), port)?;
+        let mut server = MotoServer {
+            child,
+            watchdog,
+            port,
+            dir,
+        };
+        server.wait_answering()?;
+        Ok(server)
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Result<(Child, Option<Child>), Skip> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("moto.log"))
             .map_err(|e| Skip::new("moto", e.to_string()))?;
         let log_err = log
             .try_clone()
             .map_err(|e| Skip::new("moto", e.to_string()))?;
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -122,25 +137,23 @@ impl MotoServer {
                 )
             })?;
         let watchdog = watchdog(child.id());
-        let mut server = MotoServer {
-            child,
-            watchdog,
-            port,
-            dir,
-        };
+        Ok((child, watchdog))
+    }
+
+    fn wait_answering(&mut self) -> Result<(), Skip> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Skip::new(
                     "moto",
                     format!(
                         "moto_server exited with {status}: {}",
-                        log_tail(&server.dir.path().join("moto.log"))
+                        log_tail(&self.dir.path().join("moto.log"))
                     ),
                 ));
             }
-            if http_status(port, "GET", "/").is_ok_and(|code| code == 200) {
-                return Ok(server);
+            if http_status(self.port, "GET", "/").is_ok_and(|code| code == 200) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(Skip::new(
@@ -150,6 +163,34 @@ impl MotoServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the server (SIGKILL): an S3 endpoint that refuses connections until [`restart`].
+    ///
+    /// [`restart`]: MotoServer::restart
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+
+    /// Starts the server again on the same port. moto keeps its state in memory: every bucket
+    /// and object is gone.
+    pub fn restart(&mut self) -> Result<(), Skip> {
+        self.stop();
+        let (child, watchdog) = MotoServer::spawn(self.dir.path(), self.port)?;
+        self.child = child;
+        self.watchdog = watchdog;
+        self.wait_answering()
+    }
+
+    /// Creates the bucket `name` (after a [`restart`](MotoServer::restart), say).
+    pub fn create_named_bucket(&self, name: &str) {
+        let status = http_status(self.port, "PUT", &format!("/{name}")).expect("create bucket");
+        assert_eq!(status, 200, "moto refused to create bucket {name}");
     }
 
     /// One server for the whole test binary, started on first use.
@@ -166,6 +207,22 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment a modstash process needs to use this server as its S3 (object_store's
+    /// `AWS_*` variables: path-style, plain HTTP, dummy keys).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "modstash-test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "modstash-test".to_owned()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// Creates a bucket with a unique name and returns the name.
     pub fn create_bucket(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -175,8 +232,7 @@ impl MotoServer {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let status = http_status(self.port, "PUT", &format!("/{name}")).expect("create bucket");
-        assert_eq!(status, 200, "moto refused to create bucket {name}");
+        self.create_named_bucket(&name);
         name
     }
 
@@ -210,12 +266,7 @@ impl MotoServer {
 
 impl Drop for MotoServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(mut w) = self.watchdog.take() {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
+        self.stop();
     }
 }
 

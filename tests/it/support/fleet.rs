@@ -116,6 +116,12 @@ impl Replica {
         panic!("modstash at {} never became healthy", self.base);
     }
 
+    /// The process id, for `/proc/{pid}/status` (memory) while it runs.
+    #[allow(dead_code)] // used by the reliability suite only
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running replica has a pid")
+    }
+
     /// SIGKILL: no shutdown, no lease release.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("kill modstash");

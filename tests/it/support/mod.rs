@@ -88,25 +88,31 @@ impl Fetched {
 
 /// Sends a request and reads the whole answer; a transport error fails the test with the URL.
 pub async fn send(request: reqwest::RequestBuilder) -> Fetched {
+    try_send(request).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends a request and reads the whole answer; `Err` says what failed (connecting, or the body
+/// cut short) with the URL: for tests where a server may die under the request.
+pub async fn try_send(request: reqwest::RequestBuilder) -> Result<Fetched, String> {
     let (client, request) = request.build_split();
     let request = request.expect("build request");
     let url = request.url().to_string();
     let response = client
         .execute(request)
         .await
-        .unwrap_or_else(|e| panic!("request to {url} failed (is modstash serving?): {e:?}"));
+        .map_err(|e| format!("request to {url} failed (is modstash serving?): {e:?}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
         .bytes()
         .await
-        .unwrap_or_else(|e| panic!("reading the body of {url} (status {status}) failed: {e:?}"))
+        .map_err(|e| format!("reading the body of {url} (status {status}) failed: {e:?}"))?
         .to_vec();
-    Fetched {
+    Ok(Fetched {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// `GET url` with a fresh client.

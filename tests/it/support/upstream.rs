@@ -144,12 +144,22 @@ impl Upstream {
 
     /// Waits until `path` has been requested at least `n` times: to act while a request is in flight.
     pub async fn wait_for(&self, path: &str, n: usize) {
+        self.wait_until(|| self.count(path) >= n).await;
+    }
+
+    /// Waits until at least `n` requests arrived in all (any path): to act while fetches run.
+    #[allow(dead_code)] // used by the reliability suite only
+    pub async fn wait_total(&self, n: usize) {
+        self.wait_until(|| self.total() >= n).await;
+    }
+
+    async fn wait_until(&self, done: impl Fn() -> bool) {
         loop {
             // Registered before the check, so a request arriving in between still wakes us.
             let arrived = self.shared.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            if self.count(path) >= n {
+            if done() {
                 return;
             }
             arrived.await;
