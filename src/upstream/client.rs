@@ -21,6 +21,9 @@ const MAX_LIST: u64 = 16 << 20;
 pub const MAX_GO_MOD: u64 = 16 << 20;
 /// Longest not-found reason passed on to clients.
 const MAX_REASON: usize = 300;
+/// Least a zip body must deliver per read-timeout window: a drip of bytes, each arriving within
+/// the read timeout, would otherwise hold a fetch (and its waiting clients) forever.
+const MIN_BYTES_PER_WINDOW: u64 = 64 * 1024;
 
 /// A zip body streaming from upstream; holds an upstream-concurrency permit until dropped.
 pub struct ZipBody {
@@ -40,6 +43,7 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     metadata_timeout: Duration,
+    read_timeout: Duration,
 }
 
 impl UpstreamClient {
@@ -63,6 +67,7 @@ impl UpstreamClient {
             http,
             permits: Arc::new(Semaphore::new(settings.upstream_concurrency)),
             metadata_timeout: settings.upstream_timeout,
+            read_timeout: settings.upstream_read_timeout,
         })
     }
 
@@ -133,9 +138,15 @@ impl UpstreamClient {
         let (response, url, permit) = self.get(&rel, None).await?;
         let content_length = response.content_length();
         let stream_url = url.clone();
+        let mut pace = Pace::new(self.read_timeout, url.clone());
         let stream = response
             .bytes_stream()
             .map_err(move |e| transport_error(&stream_url, &e))
+            .map(move |chunk| {
+                let chunk = chunk?;
+                pace.check(chunk.len())?;
+                Ok(chunk)
+            })
             .boxed();
         Ok(ZipBody {
             stream,
@@ -240,6 +251,46 @@ impl UpstreamClient {
             url: shown,
             status: status.as_u16(),
         })
+    }
+}
+
+/// Measures a body's progress in windows of the read timeout (a stall inside a window is the
+/// read timeout's job; this catches bodies that never stall but barely move).
+struct Pace {
+    window: Duration,
+    started: std::time::Instant,
+    bytes: u64,
+    url: String,
+}
+
+impl Pace {
+    fn new(window: Duration, url: String) -> Pace {
+        Pace {
+            window,
+            started: std::time::Instant::now(),
+            bytes: 0,
+            url,
+        }
+    }
+
+    fn check(&mut self, arrived: usize) -> Result<(), UpstreamError> {
+        self.bytes += arrived as u64;
+        if self.started.elapsed() < self.window {
+            return Ok(());
+        }
+        if self.bytes < MIN_BYTES_PER_WINDOW {
+            return Err(UpstreamError::Transport {
+                url: self.url.clone(),
+                message: format!(
+                    "too slow: {} bytes in {:?}, at least {MIN_BYTES_PER_WINDOW} required",
+                    self.bytes, self.window
+                ),
+                timeout: true,
+            });
+        }
+        self.started = std::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
     }
 }
 
