@@ -18,6 +18,7 @@ mod services;
 #[allow(dead_code)]
 mod support;
 
+mod faults;
 mod report;
 
 use std::future::Future;
@@ -65,7 +66,10 @@ pub struct Scenario {
 
 /// Every scenario, in the order they run.
 fn scenarios() -> Vec<Scenario> {
-    vec![]
+    vec![Scenario {
+        name: "upstream_faults",
+        run: faults::upstream_faults,
+    }]
 }
 
 fn require_components() -> bool {

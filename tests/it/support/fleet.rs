@@ -109,6 +109,11 @@ impl Replica {
         panic!("modstash at {} never became healthy", self.base);
     }
 
+    /// The process id, to read its `/proc` status.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running replica has a pid")
+    }
+
     /// SIGKILL: no shutdown, no lease release.
     pub async fn kill(mut self) {
         self.child.start_kill().expect("kill modstash");
