@@ -6,6 +6,7 @@
 pub mod fixture_tree;
 pub mod fleet;
 pub mod gocmd;
+pub mod hostile;
 pub mod layout;
 pub mod raw_http;
 pub mod server;

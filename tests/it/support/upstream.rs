@@ -234,7 +234,11 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
                 .insert(header::CONTENT_TYPE, content_type(&path));
             response
         }
-        None => text(StatusCode::NOT_FOUND, &format!("not found: {path}\n")),
+        None => {
+            // One line, like any GOPROXY reason, whatever a hostile path decodes to.
+            let shown: String = path.chars().filter(|c| !c.is_control()).collect();
+            text(StatusCode::NOT_FOUND, &format!("not found: {shown}\n"))
+        }
     }
 }
 
