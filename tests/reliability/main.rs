@@ -19,6 +19,7 @@ mod services;
 mod support;
 
 mod faults;
+mod hostile;
 mod report;
 
 use std::future::Future;
@@ -66,10 +67,16 @@ pub struct Scenario {
 
 /// Every scenario, in the order they run.
 fn scenarios() -> Vec<Scenario> {
-    vec![Scenario {
-        name: "upstream_faults",
-        run: faults::upstream_faults,
-    }]
+    vec![
+        Scenario {
+            name: "upstream_faults",
+            run: faults::upstream_faults,
+        },
+        Scenario {
+            name: "hostile_inputs",
+            run: hostile::hostile_inputs,
+        },
+    ]
 }
 
 fn require_components() -> bool {
