@@ -200,13 +200,7 @@ async fn run(report: &Report, mode: Mode) -> Outcome {
     }
     eprintln!("   {} hostile requests x {rounds}", cases.len());
 
-    let malformed: Vec<String> = s
-        .upstream
-        .counts()
-        .into_keys()
-        .filter(|path| layout::check_upstream_path(path).is_err())
-        .map(|path| shorten(&path))
-        .collect();
+    let malformed = s.upstream.malformed_requests();
     report.one(Line::BadInputs, SCENARIO, malformed.is_empty());
     assert!(malformed.is_empty(), "passed upstream: {malformed:#?}");
 

@@ -184,6 +184,16 @@ impl Upstream {
             .unwrap_or(0)
     }
 
+    /// Requests received that are not well-formed GOPROXY requests (shortened for messages): a
+    /// proxy in front must refuse those itself.
+    pub fn malformed_requests(&self) -> Vec<String> {
+        self.counts()
+            .into_keys()
+            .filter(|path| super::layout::check_upstream_path(path).is_err())
+            .map(|path| super::raw_http::shorten(&path))
+            .collect()
+    }
+
     /// Requests received so far, all paths together.
     pub fn total(&self) -> usize {
         self.shared.counts.lock().expect("lock").values().sum()
