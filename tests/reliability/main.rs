@@ -20,6 +20,7 @@ mod support;
 
 mod faults;
 mod hostile;
+mod idle;
 mod report;
 
 use std::future::Future;
@@ -75,6 +76,10 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "hostile_inputs",
             run: hostile::hostile_inputs,
+        },
+        Scenario {
+            name: "idle_connections",
+            run: idle::idle_connections,
         },
     ]
 }
