@@ -19,6 +19,7 @@ mod services;
 mod support;
 
 mod faults;
+mod fuzz;
 mod hostile;
 mod idle;
 mod report;
@@ -80,6 +81,10 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "idle_connections",
             run: idle::idle_connections,
+        },
+        Scenario {
+            name: "fuzz_budget",
+            run: fuzz::fuzz_budget,
         },
     ]
 }
