@@ -179,12 +179,15 @@ fn mutated_zip(max_size: usize) -> impl Strategy<Value = (&'static FixtureVersio
         })
 }
 
+/// A zip's entries as (name, content).
+type Entries = Vec<(String, Vec<u8>)>;
+
 fn apply(v: &FixtureVersion, mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
     if bytes.is_empty() {
         return bytes;
     }
     let prefix = format!("{}@{}/", v.module, v.version);
-    let rebuilt = |f: &dyn Fn(&mut Vec<(String, Vec<u8>)>)| {
+    let rebuilt = |f: &dyn Fn(&mut Entries)| {
         let mut entries = try_read_zip(&bytes).ok()?;
         if entries.is_empty() {
             return None;
