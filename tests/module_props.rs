@@ -11,6 +11,11 @@ use modstash::module::{
     check_zip_file, parse_proxy_path,
 };
 use proptest::prelude::*;
+
+#[path = "it/support/hostile.rs"]
+#[allow(dead_code)] // the table of whole targets is for the integration tests
+mod hostile;
+use hostile::hostile_path;
 use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
@@ -69,46 +74,6 @@ fn version_text() -> impl Strategy<Value = String> {
             }
             v
         })
-}
-
-/// Strings made of the tokens hostile request paths are made of.
-fn hostile_path() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
-        Just("/"),
-        Just("@v"),
-        Just("@latest"),
-        Just("/@v/"),
-        Just("list"),
-        Just(".info"),
-        Just(".mod"),
-        Just(".zip"),
-        Just("v1.2.3"),
-        Just("v2.0.0+incompatible"),
-        Just("example.com"),
-        Just("gopkg.in/yaml.v2"),
-        Just("!"),
-        Just("!a"),
-        Just("A"),
-        Just(".."),
-        Just("."),
-        Just("%"),
-        Just("%2e"),
-        Just("%2F"),
-        Just("%25"),
-        Just("%00"),
-        Just("%ff"),
-        Just("%c3%a9"),
-        Just("\\"),
-        Just("+"),
-        Just("-"),
-        Just("~1"),
-        Just("con"),
-        Just("é"),
-        Just("\n"),
-        Just("m"),
-        Just("v2"),
-    ];
-    proptest::collection::vec(token, 0..24).prop_map(|t| t.concat())
 }
 
 fn add_entries<W: Write + std::io::Seek>(

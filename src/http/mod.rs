@@ -250,12 +250,25 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // hyper-util reads the first bytes to tell HTTP/1 from HTTP/2 with no timeout, and
+            // HTTP/1's header-read timeout starts only after that: a client that never sends a
+            // byte would otherwise keep its slot for good.
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(first_byte_timeout, stream.peek(&mut first))
+                .await
+                .is_err()
+            {
+                tracing::debug!("connection closed: nothing sent within the header-read timeout");
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(slot);

@@ -23,6 +23,9 @@ const MAX_LIST: u64 = 16 << 20;
 pub const MAX_GO_MOD: u64 = 16 << 20;
 /// Longest not-found reason passed on to clients.
 const MAX_REASON: usize = 300;
+/// Least a zip body must deliver per read-timeout window: a drip of bytes, each arriving within
+/// the read timeout, would otherwise hold a fetch (and its waiting clients) forever.
+const MIN_BYTES_PER_WINDOW: u64 = 64 * 1024;
 
 /// A zip body streaming from upstream; holds an upstream-concurrency permit until dropped.
 pub struct ZipBody {
@@ -48,6 +51,7 @@ pub struct UpstreamClient {
     /// Modules that skip the proxies and go direct (private patterns and `direct` rules).
     always_direct: ModulePatterns,
     credentials: Arc<Credentials>,
+    read_timeout: Duration,
 }
 
 /// Where one module is fetched from.
@@ -92,6 +96,7 @@ impl UpstreamClient {
             direct,
             always_direct,
             credentials: Arc::new(Credentials::default()),
+            read_timeout: settings.upstream_read_timeout,
         })
     }
 
@@ -288,9 +293,15 @@ impl UpstreamClient {
         let (response, url, permit) = self.get(&rel, None).await?;
         let content_length = response.content_length();
         let stream_url = url.clone();
+        let mut pace = Pace::new(self.read_timeout, url.clone());
         let stream = response
             .bytes_stream()
             .map_err(move |e| transport_error(&stream_url, &e))
+            .map(move |chunk| {
+                let chunk = chunk?;
+                pace.check(chunk.len())?;
+                Ok(chunk)
+            })
             .boxed();
         Ok(ZipBody {
             stream,
@@ -414,6 +425,46 @@ async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// Measures a body's progress in windows of the read timeout (a stall inside a window is the
+/// read timeout's job; this catches bodies that never stall but barely move).
+struct Pace {
+    window: Duration,
+    started: std::time::Instant,
+    bytes: u64,
+    url: String,
+}
+
+impl Pace {
+    fn new(window: Duration, url: String) -> Pace {
+        Pace {
+            window,
+            started: std::time::Instant::now(),
+            bytes: 0,
+            url,
+        }
+    }
+
+    fn check(&mut self, arrived: usize) -> Result<(), UpstreamError> {
+        self.bytes += arrived as u64;
+        if self.started.elapsed() < self.window {
+            return Ok(());
+        }
+        if self.bytes < MIN_BYTES_PER_WINDOW {
+            return Err(UpstreamError::Transport {
+                url: self.url.clone(),
+                message: format!(
+                    "too slow: {} bytes in {:?}, at least {MIN_BYTES_PER_WINDOW} required",
+                    self.bytes, self.window
+                ),
+                timeout: true,
+            });
+        }
+        self.started = std::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {

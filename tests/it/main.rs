@@ -10,6 +10,8 @@
 
 #[path = "../services/mod.rs"]
 mod services;
+// Shared with tests/reliability, which uses parts of it this binary does not.
+#[allow(dead_code)]
 mod support;
 
 mod auth;

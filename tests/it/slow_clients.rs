@@ -38,3 +38,20 @@ async fn slowloris_connections_are_cut_and_others_are_served() {
         assert!(read.is_ok(), "a slowloris connection was never closed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_sends_a_byte_is_closed() {
+    // HTTP/1 vs HTTP/2 detection reads the first bytes before hyper's header timer starts, so
+    // a silent client needs its own limit.
+    let s = stack_with(|settings| {
+        settings.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a silent connection was never closed");
+    assert!(buf.is_empty(), "nothing was asked, so nothing is answered");
+}

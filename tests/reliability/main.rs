@@ -19,6 +19,10 @@ mod services;
 mod support;
 
 mod crash;
+mod faults;
+mod fuzz;
+mod hostile;
+mod idle;
 mod inspect;
 mod report;
 mod soak;
@@ -71,6 +75,22 @@ pub struct Scenario {
 /// Every scenario, in the order they run.
 fn scenarios() -> Vec<Scenario> {
     vec![
+        Scenario {
+            name: "upstream_faults",
+            run: faults::upstream_faults,
+        },
+        Scenario {
+            name: "hostile_inputs",
+            run: hostile::hostile_inputs,
+        },
+        Scenario {
+            name: "idle_connections",
+            run: idle::idle_connections,
+        },
+        Scenario {
+            name: "fuzz_budget",
+            run: fuzz::fuzz_budget,
+        },
         Scenario {
             name: "crash_loop",
             run: |r, m| Box::pin(crash::crash_loop(r, m)),

@@ -379,30 +379,39 @@ fn collect_files(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 ///
 /// Entries come sorted and with a fixed timestamp, so the same fixtures give the same bytes.
 pub fn write_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    try_write_zip(entries).expect("write zip")
+}
+
+/// [`write_zip`], for entries that may be refused (duplicate names).
+pub fn try_write_zip(entries: &[(String, Vec<u8>)]) -> zip::result::ZipResult<Vec<u8>> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o644);
     for (name, bytes) in entries {
-        w.start_file(name.as_str(), options)
-            .expect("start zip entry");
-        w.write_all(bytes).expect("write zip entry");
+        w.start_file(name.as_str(), options)?;
+        w.write_all(bytes)?;
     }
-    w.finish().expect("finish zip").into_inner()
+    Ok(w.finish()?.into_inner())
 }
 
 /// Reads every file entry of a zip: (name, content), in archive order.
 pub fn read_zip(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("open zip");
+    try_read_zip(bytes).expect("read zip")
+}
+
+/// [`read_zip`], for bytes that may not be a zip.
+pub fn try_read_zip(bytes: &[u8]) -> zip::result::ZipResult<Vec<(String, Vec<u8>)>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
     let mut out = Vec::new();
     for i in 0..archive.len() {
-        let mut f = archive.by_index(i).expect("zip entry");
+        let mut f = archive.by_index(i)?;
         let mut content = Vec::new();
-        std::io::copy(&mut f, &mut content).expect("read zip entry");
+        std::io::copy(&mut f, &mut content)?;
         out.push((f.name().to_owned(), content));
     }
-    out
+    Ok(out)
 }
 
 /// Go's `dirhash.Hash1`: sha256 over `"{hex sha256}  {name}\n"` lines in file-name order, base64, `h1:` prefix.

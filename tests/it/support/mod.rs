@@ -7,6 +7,7 @@ pub mod fixture_tree;
 pub mod fleet;
 pub mod git_origin;
 pub mod gocmd;
+pub mod hostile;
 pub mod layout;
 pub mod raw_http;
 pub mod server;

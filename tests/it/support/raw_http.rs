@@ -63,6 +63,44 @@ pub async fn raw_request(
         .unwrap_or_else(|e| panic!("bad answer to {method} {}: {e}", shorten(target)))
 }
 
+/// Sends `request` byte for byte, for requests a server may refuse before reading them whole
+/// (huge heads): a write cut short or a reset after the answer arrived is not an error.
+///
+/// `Ok(None)` when the connection closed without any answer; `Err` when the answer is malformed
+/// or none came within the hang guard.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Result<Option<RawResponse>, String> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut reader, mut writer) = stream.into_split();
+        let request = request.to_vec();
+        let writing = tokio::spawn(async move {
+            let _ = writer.write_all(&request).await;
+            // Kept open until the answer is read: a half-closed socket is itself a signal.
+            writer
+        });
+        let mut raw = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        writing.abort();
+        Ok::<_, String>(raw)
+    };
+    let raw = tokio::time::timeout(HANG_GUARD, exchange)
+        .await
+        .map_err(|_| format!("no answer from {addr} within {HANG_GUARD:?}"))??;
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let head = request.starts_with(b"HEAD ");
+    parse(&raw, head).map(Some)
+}
+
 /// A target cut to a readable length for messages (the 10 KB one would drown them).
 pub fn shorten(target: &str) -> String {
     if target.len() <= 120 {

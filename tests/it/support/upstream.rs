@@ -17,16 +17,38 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::fixture_tree::FixtureTree;
 
 /// A misbehaviour for one path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status and a short text body.
     Status(u16),
     /// Answer 200 with the full Content-Length, send half the body, then drop the connection.
     ResetMidBody,
+    /// Answer 200 with the full Content-Length, send half the body, then end the body cleanly.
+    ShortBody,
+    /// Declare half the length and offer the whole body: hyper sends only the declared bytes, so
+    /// the client reads a well-framed but truncated file.
+    LongBody,
+    /// Send the headers and half the body, then nothing more while the connection stays open.
+    Stall,
+    /// Send the body one byte per second (each byte well within any read timeout).
+    SlowDrip,
+    /// Redirect to the same path, forever.
+    RedirectLoop,
+    /// Answer 200 with these bytes instead of the file.
+    Body(Bytes),
+    /// Answer 200 with `size` zero bytes made as they are sent (never held in memory), with or
+    /// without a Content-Length; [`Upstream::streamed`] counts what was handed to the socket.
+    Huge {
+        /// Bytes in the whole body.
+        size: u64,
+        /// Whether the answer declares its length up front.
+        content_length: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -35,6 +57,7 @@ struct Shared {
     counts: Mutex<BTreeMap<String, usize>>,
     delay: Mutex<Duration>,
     faults: Mutex<HashMap<String, Fault>>,
+    streamed: Mutex<BTreeMap<String, u64>>,
     down: AtomicBool,
     arrived: tokio::sync::Notify,
     required_auth: Mutex<Option<String>>,
@@ -61,6 +84,7 @@ impl Upstream {
             counts: Mutex::new(BTreeMap::new()),
             delay: Mutex::new(Duration::ZERO),
             faults: Mutex::new(HashMap::new()),
+            streamed: Mutex::new(BTreeMap::new()),
             down: AtomicBool::new(false),
             arrived: tokio::sync::Notify::new(),
             required_auth: Mutex::new(None),
@@ -166,6 +190,28 @@ impl Upstream {
         }
     }
 
+    /// Bytes of [`Fault::Huge`] bodies produced so far for `path` (at most a socket buffer ahead
+    /// of what the client read).
+    pub fn streamed(&self, path: &str) -> u64 {
+        self.shared
+            .streamed
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests received that are not well-formed GOPROXY requests (shortened for messages): a
+    /// proxy in front must refuse those itself.
+    pub fn malformed_requests(&self) -> Vec<String> {
+        self.counts()
+            .into_keys()
+            .filter(|path| super::layout::check_upstream_path(path).is_err())
+            .map(|path| super::raw_http::shorten(&path))
+            .collect()
+    }
+
     /// Requests received so far, all paths together.
     pub fn total(&self) -> usize {
         self.shared.counts.lock().expect("lock").values().sum()
@@ -204,21 +250,15 @@ async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri)
     {
         return text(StatusCode::UNAUTHORIZED, "authentication required\n");
     }
-    let fault = shared.faults.lock().expect("lock").get(&path).copied();
+    let fault = shared.faults.lock().expect("lock").get(&path).cloned();
     let file = resolve(&shared.root, &path);
     let content = match &file {
         Some(file) => tokio::fs::read(file).await.ok(),
         None => None,
     };
-    match fault {
-        Some(Fault::Status(code)) => {
-            let status = StatusCode::from_u16(code).expect("valid fault status");
-            return text(status, &format!("injected fault {code} for {path}\n"));
-        }
-        Some(Fault::ResetMidBody) => {
-            return reset_mid_body(content.unwrap_or_else(|| vec![b'x'; 64]));
-        }
-        None => {}
+    if let Some(fault) = fault {
+        let content = Bytes::from(content.unwrap_or_else(|| vec![b'x'; 64]));
+        return misbehave(&shared, &path, fault, content);
     }
     match content {
         Some(bytes) => {
@@ -228,7 +268,11 @@ async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: Uri)
                 .insert(header::CONTENT_TYPE, content_type(&path));
             response
         }
-        None => text(StatusCode::NOT_FOUND, &format!("not found: {path}\n")),
+        None => {
+            // One line, like any GOPROXY reason, whatever a hostile path decodes to.
+            let shown: String = path.chars().filter(|c| !c.is_control()).collect();
+            text(StatusCode::NOT_FOUND, &format!("not found: {shown}\n"))
+        }
     }
 }
 
@@ -270,12 +314,111 @@ fn text(status: StatusCode, body: &str) -> Response {
         .into_response()
 }
 
-fn reset_mid_body(content: Vec<u8>) -> Response {
+fn misbehave(shared: &Arc<Shared>, path: &str, fault: Fault, content: Bytes) -> Response {
     let full = content.len();
-    let half = Bytes::from(content).slice(..full / 2);
-    // The error must come on a later poll than the first chunk: an error on the first poll
-    // makes hyper drop the connection before even the status line goes out. One pending poll
-    // in between lets hyper flush the status line, headers and the first half.
+    let half = content.slice(..full / 2);
+    match fault {
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).expect("valid fault status");
+            text(status, &format!("injected fault {code} for {path}\n"))
+        }
+        Fault::ResetMidBody => half_then_end(half, full, true),
+        Fault::ShortBody => half_then_end(half, full, false),
+        // A stream, not a whole body: hyper asserts that a body of known size matches the header.
+        Fault::LongBody => with_length(body_of(content), (full / 2) as u64),
+        Fault::Stall => {
+            let body = futures::stream::once(async move { Ok::<_, std::io::Error>(half) })
+                .chain(futures::stream::pending());
+            with_length(Body::from_stream(body), full as u64)
+        }
+        Fault::SlowDrip => {
+            let ticks = tokio_stream_interval(Duration::from_secs(1));
+            let body = ticks
+                .zip(futures::stream::iter(0..full))
+                .map(move |(_, i)| Ok::<_, std::io::Error>(content.slice(i..i + 1)));
+            with_length(Body::from_stream(body), full as u64)
+        }
+        Fault::RedirectLoop => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::FOUND;
+            let location = HeaderValue::from_str(path).expect("decoded fixture paths are ASCII");
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+        Fault::Body(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type(path));
+            response
+        }
+        Fault::Huge {
+            size,
+            content_length,
+        } => huge(shared, path, size, content_length),
+    }
+}
+
+/// A 200 answer whose Content-Length is `length`, whatever the body holds.
+fn with_length(body: Body, length: u64) -> Response {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+/// A body of `bytes` whose size hyper does not know in advance.
+fn body_of(bytes: Bytes) -> Body {
+    Body::from_stream(futures::stream::once(async move {
+        Ok::<_, std::io::Error>(bytes)
+    }))
+}
+
+/// Ticks of a tokio interval as a stream (the first one at once).
+fn tokio_stream_interval(period: Duration) -> impl futures::Stream<Item = ()> {
+    futures::stream::unfold(tokio::time::interval(period), |mut interval| async move {
+        interval.tick().await;
+        Some(((), interval))
+    })
+}
+
+fn huge(shared: &Arc<Shared>, path: &str, size: u64, content_length: bool) -> Response {
+    const CHUNK: usize = 256 * 1024;
+    static ZEROS: [u8; CHUNK] = [0; CHUNK];
+    let shared = Arc::clone(shared);
+    let path = path.to_owned();
+    let body = futures::stream::unfold(0u64, move |sent| {
+        let shared = Arc::clone(&shared);
+        let path = path.clone();
+        async move {
+            if sent >= size {
+                return None;
+            }
+            let n = (size - sent).min(CHUNK as u64);
+            *shared
+                .streamed
+                .lock()
+                .expect("lock")
+                .entry(path)
+                .or_default() += n;
+            let chunk = Bytes::from_static(&ZEROS[..n as usize]);
+            Some((Ok::<_, std::io::Error>(chunk), sent + n))
+        }
+    });
+    let body = Body::from_stream(body);
+    if content_length {
+        with_length(body, size)
+    } else {
+        Response::new(body)
+    }
+}
+
+/// Half the body, then the end (`reset` false) or an error that drops the connection.
+fn half_then_end(half: Bytes, full: usize, reset: bool) -> Response {
+    // The end must come on a later poll than the first chunk: ending on the first poll makes
+    // hyper drop the connection before even the status line goes out. One pending poll in
+    // between lets hyper flush the status line, headers and the first half.
     let body = futures::stream::unfold(0u8, move |step| {
         let half = half.clone();
         async move {
@@ -283,22 +426,18 @@ fn reset_mid_body(content: Vec<u8>) -> Response {
                 0 => Some((Ok(half), 1)),
                 1 => {
                     tokio::task::yield_now().await;
-                    Some((
-                        Err(std::io::Error::new(
+                    reset.then(|| {
+                        let e = std::io::Error::new(
                             std::io::ErrorKind::ConnectionReset,
                             "injected reset mid-body",
-                        )),
-                        2,
-                    ))
+                        );
+                        (Err(e), 2)
+                    })
                 }
                 _ => None,
             }
         }
     });
-    let mut response = Response::new(Body::from_stream(body));
     // The promised length is what makes the cut-off detectable by the client.
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(full));
-    response
+    with_length(Body::from_stream(body), full as u64)
 }
