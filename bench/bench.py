@@ -29,7 +29,8 @@ import fixtures  # noqa: E402
 MiB = 1 << 20
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
-MODSTASH = os.path.join(REPO, "target", "release", "modstash")
+# Where `cargo build --release` put the binary (CARGO_TARGET_DIR moves it).
+MODSTASH = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target"), "release", "modstash")
 WRK_LUA = os.path.join(BENCH, "wrk_report.lua")
 
 PROFILES = {
