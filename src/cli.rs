@@ -157,6 +157,10 @@ pub struct ServeArgs {
     /// Range requests in flight per zip download from remote storage [default: 8].
     #[arg(long, env = "MODSTASH_STORAGE_READ_WINDOW")]
     pub storage_read_window: Option<usize>,
+    /// Bytes of range requests in flight across all downloads from remote storage
+    /// [default: 268435456].
+    #[arg(long, env = "MODSTASH_STORAGE_READ_BUDGET")]
+    pub storage_read_budget: Option<u64>,
     /// Connections served at once; more wait in the accept backlog [default: 16384].
     #[arg(long, env = "MODSTASH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -321,6 +325,10 @@ impl ServeArgs {
                 .storage_read_window
                 .or(file.storage_read_window)
                 .unwrap_or(d.storage_read_window),
+            storage_read_budget: self
+                .storage_read_budget
+                .or(file.storage_read_budget)
+                .unwrap_or(d.storage_read_budget),
             max_connections: self
                 .max_connections
                 .or(file.max_connections)

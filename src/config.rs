@@ -156,6 +156,8 @@ pub struct Settings {
     pub storage_read_chunk: u64,
     /// Range requests in flight per download from remote storage.
     pub storage_read_window: usize,
+    /// Bytes of range requests in flight across all downloads from remote storage.
+    pub storage_read_budget: u64,
     /// Connections served at once; more wait in the kernel's accept backlog.
     pub max_connections: usize,
     /// How long a client may take to send its request headers.
@@ -202,6 +204,7 @@ impl Default for Settings {
             memory_cache_bytes: 64 * 1024 * 1024,
             storage_read_chunk: crate::storage::RangeReadOptions::default().chunk_size,
             storage_read_window: crate::storage::RangeReadOptions::default().window,
+            storage_read_budget: 256 * 1024 * 1024,
             max_connections: 16_384,
             header_read_timeout: Duration::from_secs(10),
             sumdb: SumdbSpec::default(),
@@ -266,6 +269,8 @@ pub struct FileSettings {
     pub storage_read_chunk: Option<u64>,
     /// See [`Settings::storage_read_window`].
     pub storage_read_window: Option<usize>,
+    /// See [`Settings::storage_read_budget`].
+    pub storage_read_budget: Option<u64>,
     /// See [`Settings::max_connections`].
     pub max_connections: Option<usize>,
     /// See [`Settings::header_read_timeout`].
@@ -459,6 +464,12 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        if self.storage_read_budget < self.storage_read_chunk {
+            return Err(ConfigError::Invalid {
+                name: "storage-read-budget",
+                message: "must hold at least one chunk (storage-read-chunk)".into(),
+            });
+        }
         if self.storage_read_chunk < 64 * 1024 || self.storage_read_window == 0 {
             return Err(ConfigError::Invalid {
                 name: "storage-read-chunk",
@@ -532,6 +543,7 @@ impl Settings {
             ("memory-cache-bytes", self.memory_cache_bytes),
             ("storage-read-chunk", self.storage_read_chunk),
             ("storage-read-window", self.storage_read_window as u64),
+            ("storage-read-budget", self.storage_read_budget),
             ("max-connections", self.max_connections as u64),
         ] {
             out.push_str(&format!("{k} = {v}\n"));

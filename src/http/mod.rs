@@ -81,6 +81,7 @@ impl AppState {
                 chunk_size: settings.storage_read_chunk,
                 window: settings.storage_read_window,
             })
+            .with_range_budget(settings.storage_read_budget)
             .with_injected_latency(
                 settings.inject_storage_latency,
                 settings.inject_storage_bandwidth,

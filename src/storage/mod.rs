@@ -30,7 +30,7 @@ use tokio::io::AsyncReadExt;
 
 pub use error::StorageError;
 pub use layout::VersionFile;
-pub use ranged::RangeReadOptions;
+pub use ranged::{RangeBudget, RangeReadOptions};
 pub use url::StorageUrl;
 
 use crate::module::{ModulePath, ModuleVersion, Version};
@@ -79,6 +79,7 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     url: StorageUrl,
     reads: RangeReadOptions,
+    range_budget: Option<RangeBudget>,
     throttled: bool,
     /// Signs GET URLs for clients (S3), with the key prefix the store adds.
     signer: Option<(Arc<dyn object_store::signer::Signer>, String)>,
@@ -132,6 +133,7 @@ impl Storage {
             store,
             url,
             reads: RangeReadOptions::default(),
+            range_budget: None,
             throttled: false,
             signer: None,
         }
@@ -190,6 +192,12 @@ impl Storage {
     /// Sets how large objects are read from remote storage.
     pub fn with_range_reads(mut self, reads: RangeReadOptions) -> Storage {
         self.reads = reads;
+        self
+    }
+
+    /// Caps the bytes of range reads in flight across every download from remote storage.
+    pub fn with_range_budget(mut self, bytes: u64) -> Storage {
+        self.range_budget = Some(RangeBudget::new(bytes));
         self
     }
 
@@ -259,6 +267,7 @@ impl Storage {
                 key.clone(),
                 range,
                 self.reads,
+                self.range_budget.clone(),
             ));
         }
         let options = GetOptions {

@@ -1,8 +1,9 @@
 //! Ordered, bounded, parallel range reads: a large object from high-latency storage is fetched as
 //! fixed-size ranges, up to `window` at once, and yielded strictly in order.
 //!
-//! Memory per reader is at most `window x chunk`. The first chunk is yielded as soon as it
-//! arrives. Dropping the stream (a client disconnect) drops the outstanding range requests.
+//! Memory per reader is at most `window x chunk`, and across readers at most the shared
+//! [`RangeBudget`]. The first chunk is yielded as soon as it arrives. Dropping the stream (a
+//! client disconnect) drops the outstanding range requests.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::StorageError;
 
@@ -46,16 +48,59 @@ pub fn split(range: Range<u64>, chunk: u64) -> impl Iterator<Item = Range<u64>> 
         .map(move |s| s..s.saturating_add(chunk).min(end))
 }
 
+/// Bytes of range reads in flight (requested and not yet handed on) across every reader of one
+/// storage: many concurrent downloads share it instead of each holding `window x chunk`.
+#[derive(Debug, Clone)]
+pub struct RangeBudget {
+    /// One permit per KiB.
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl RangeBudget {
+    /// A budget of `bytes` (at least one chunk, or a lone reader could never start).
+    pub fn new(bytes: u64) -> RangeBudget {
+        let total_kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        RangeBudget {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    async fn reserve(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        Arc::clone(&self.kib).acquire_many_owned(kib).await.ok()
+    }
+}
+
 /// Streams `range` of `key` as ordered parallel range reads.
+///
+/// With a budget, each range reserves its bytes before it is requested, in order, and frees them
+/// when it is handed on. Because a reader reserves its earliest range first, the range it must
+/// yield next always holds its reservation and can finish: readers waiting for the budget never
+/// deadlock each other.
 pub fn read_ordered(
     store: Arc<dyn ObjectStore>,
     key: Path,
     range: Range<u64>,
     options: RangeReadOptions,
+    budget: Option<RangeBudget>,
 ) -> BoxStream<'static, Result<Bytes, StorageError>> {
     let key = Arc::new(key);
     futures::stream::iter(split(range, options.chunk_size))
-        .map(move |piece| {
+        .then(move |piece| {
+            let budget = budget.clone();
+            async move {
+                let reservation = match &budget {
+                    Some(budget) => budget.reserve(piece.end - piece.start).await,
+                    None => None,
+                };
+                (piece, reservation)
+            }
+        })
+        .map(move |(piece, reservation)| {
             let (store, key) = (Arc::clone(&store), Arc::clone(&key));
             async move {
                 let expected = piece.end - piece.start;
@@ -66,11 +111,12 @@ pub fn read_ordered(
                         reason: format!("range read returned {} of {expected} bytes", bytes.len()),
                     });
                 }
-                Ok(bytes)
+                Ok((bytes, reservation))
             }
         })
         // `buffered` keeps at most `window` reads in flight and yields them in submission order.
         .buffered(options.window.max(1))
+        .map(|read| read.map(|(bytes, _reservation)| bytes))
         .boxed()
 }
 
@@ -195,7 +241,7 @@ mod tests {
                 chunk_size: 4_096,
                 window: 3,
             };
-            let stream = read_ordered(store.clone(), key, 10..data.len() as u64, options);
+            let stream = read_ordered(store.clone(), key, 10..data.len() as u64, options, None);
             let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
             let joined: Vec<u8> = chunks.concat();
             assert_eq!(joined, &data[10..], "seed {seed}");
@@ -213,7 +259,7 @@ mod tests {
             chunk_size: 1_000,
             window: 4,
         };
-        let mut stream = read_ordered(store.clone(), key, 0..data.len() as u64, options);
+        let mut stream = read_ordered(store.clone(), key, 0..data.len() as u64, options, None);
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first.len(), 1_000);
         drop(stream);
@@ -224,6 +270,35 @@ mod tests {
             started <= 5,
             "{started} reads started for one consumed chunk"
         );
+    }
+
+    #[tokio::test]
+    async fn a_shared_budget_bounds_reads_across_readers_without_deadlock() {
+        // Whole chunks only: the budget counts bytes, so shorter last chunks would fit more reads.
+        let data: Vec<u8> = (0..29 * 4_096u32).map(|i| (i * 13 % 251) as u8).collect();
+        let (store, key) = slow_store_with(&data, 3).await;
+        let options = RangeReadOptions {
+            chunk_size: 4_096,
+            window: 4,
+        };
+        // Three readers of window 4 would have 12 reads in flight; the budget allows 3 chunks.
+        let budget = RangeBudget::new(3 * 4_096);
+        let readers = (0..3).map(|_| {
+            let stream = read_ordered(
+                store.clone(),
+                key.clone(),
+                0..data.len() as u64,
+                options,
+                Some(budget.clone()),
+            );
+            stream.map(|c| c.unwrap()).collect::<Vec<Bytes>>()
+        });
+        for chunks in futures::future::join_all(readers).await {
+            assert_eq!(chunks.concat(), data);
+        }
+        let max = store.max_in_flight.load(Ordering::SeqCst);
+        assert!(max <= 3, "{max} reads in flight with a budget of 3 chunks");
+        assert!(max > 1, "reads never overlapped under the budget");
     }
 
     proptest! {
