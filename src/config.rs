@@ -156,7 +156,8 @@ pub struct Settings {
     pub storage_read_chunk: u64,
     /// Range requests in flight per download from remote storage.
     pub storage_read_window: usize,
-    /// Bytes of range requests in flight across all downloads from remote storage.
+    /// Bytes of range requests in flight across all downloads from remote storage (a chunk larger
+    /// than the whole budget takes all of it).
     pub storage_read_budget: u64,
     /// Connections served at once; more wait in the kernel's accept backlog.
     pub max_connections: usize,
@@ -462,12 +463,6 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 name: "upstream-concurrency",
                 message: "must be at least 1".into(),
-            });
-        }
-        if self.storage_read_budget < self.storage_read_chunk {
-            return Err(ConfigError::Invalid {
-                name: "storage-read-budget",
-                message: "must hold at least one chunk (storage-read-chunk)".into(),
             });
         }
         if self.storage_read_chunk < 64 * 1024 || self.storage_read_window == 0 {

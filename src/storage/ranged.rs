@@ -58,7 +58,8 @@ pub struct RangeBudget {
 }
 
 impl RangeBudget {
-    /// A budget of `bytes` (at least one chunk, or a lone reader could never start).
+    /// A budget of `bytes`. A range larger than the whole budget reserves all of it, so a lone
+    /// reader can always start.
     pub fn new(bytes: u64) -> RangeBudget {
         let total_kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         RangeBudget {
