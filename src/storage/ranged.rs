@@ -302,6 +302,27 @@ mod tests {
         assert!(max > 1, "reads never overlapped under the budget");
     }
 
+    #[tokio::test]
+    async fn a_budget_smaller_than_one_chunk_still_lets_reads_through() {
+        let data = vec![7u8; 50_000];
+        let (store, key) = slow_store_with(&data, 5).await;
+        let options = RangeReadOptions {
+            chunk_size: 20_000,
+            window: 4,
+        };
+        let stream = read_ordered(
+            store.clone(),
+            key,
+            0..data.len() as u64,
+            options,
+            Some(RangeBudget::new(1_024)),
+        );
+        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.concat(), data);
+        // Each read took the whole budget: one at a time.
+        assert_eq!(store.max_in_flight.load(Ordering::SeqCst), 1);
+    }
+
     proptest! {
         #[test]
         fn split_covers_the_range_exactly(start in 0u64..10_000, len in 0u64..100_000, chunk in 1u64..5_000) {
