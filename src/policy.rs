@@ -183,12 +183,8 @@ impl Policy {
         let rules = rules
             .iter()
             .map(|r| {
-                let patterns: ModulePatterns = r.patterns.parse()?;
-                if patterns.is_empty() {
-                    return Err("a [[rule]] has an empty `match`".to_owned());
-                }
                 Ok(Rule {
-                    patterns,
+                    patterns: non_empty_patterns(&r.patterns, "a [[rule]] has an empty `match`")?,
                     action: r.action,
                     mode: r.mode,
                     reason: r.reason.clone(),
@@ -198,12 +194,8 @@ impl Policy {
         let deny = deny
             .iter()
             .map(|d| {
-                let patterns: ModulePatterns = d.module.parse()?;
-                if patterns.is_empty() {
-                    return Err("a [[deny]] has an empty `module`".to_owned());
-                }
                 Ok(Deny {
-                    patterns,
+                    patterns: non_empty_patterns(&d.module, "a [[deny]] has an empty `module`")?,
                     versions: d
                         .versions
                         .iter()
@@ -280,6 +272,14 @@ impl Policy {
     pub fn sizes(&self) -> (usize, usize) {
         (self.rules.len(), self.deny.len())
     }
+}
+
+fn non_empty_patterns(text: &str, if_empty: &str) -> Result<ModulePatterns, String> {
+    let patterns: ModulePatterns = text.parse()?;
+    if patterns.is_empty() {
+        return Err(if_empty.to_owned());
+    }
+    Ok(patterns)
 }
 
 #[cfg(test)]
