@@ -583,17 +583,6 @@ impl Stasher {
         storage.read_version_file(&mv, VersionFile::Info).await
     }
 
-    /// Resolves a non-canonical query (branch, commit, `v1.2`) upstream and stashes the canonical version.
-    pub async fn resolve(
-        &self,
-        path: &ModulePath,
-        query: &VersionQuery,
-    ) -> StashResult<ModuleVersion> {
-        let mv = self.resolve_query(path, query).await?;
-        self.ensure(&mv).await?;
-        Ok(mv)
-    }
-
     /// The canonical version a non-canonical query names upstream (cached briefly; not stashed).
     #[tracing::instrument(skip_all, fields(module = %path, query = %query.as_str()))]
     pub async fn resolve_query(
