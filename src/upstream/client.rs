@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::credentials::Credentials;
 use super::direct::{DirectFetcher, DirectOptions};
-use super::error::UpstreamError;
+use super::error::{UpstreamError, reason_line};
 use super::spec::{Fallthrough, ProxyEntry, UpstreamSpec};
 use crate::config::Settings;
 use crate::module::{ModulePath, ModulePatterns, ModuleVersion, Version, VersionQuery};
@@ -21,8 +21,6 @@ const MAX_INFO: u64 = 1 << 20;
 const MAX_LIST: u64 = 16 << 20;
 /// Largest go.mod accepted (golang.org/x/mod/zip's limit).
 pub const MAX_GO_MOD: u64 = 16 << 20;
-/// Longest not-found reason passed on to clients.
-const MAX_REASON: usize = 300;
 /// Least a zip body must deliver per read-timeout window: a drip of bytes, each arriving within
 /// the read timeout, would otherwise hold a fetch (and its waiting clients) forever.
 const MIN_BYTES_PER_WINDOW: u64 = 64 * 1024;
@@ -381,7 +379,7 @@ impl UpstreamClient {
             } else {
                 String::new()
             };
-            let reason = first_line(&text);
+            let reason = reason_line(&text, "");
             return Err(UpstreamError::NotFound(if reason.is_empty() {
                 format!("not found: {shown} answered {}", status.as_u16())
             } else {
@@ -469,15 +467,6 @@ impl Pace {
 
 fn version_url(path: &ModulePath, escaped_version: &str, ext: &str) -> String {
     format!("{}/@v/{escaped_version}.{ext}", path.escaped())
-}
-
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    line.chars().take(MAX_REASON).collect()
 }
 
 fn transport_error(url: &str, e: &reqwest::Error) -> UpstreamError {

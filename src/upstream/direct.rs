@@ -19,13 +19,11 @@ use moka::future::Cache;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use super::error::UpstreamError;
+use super::error::{UpstreamError, reason_line};
 use crate::module::{ModulePath, ModulePatterns, ModuleVersion, Version, VersionQuery};
 
 /// Largest output accepted from one go command (its JSON is small; errors are one line).
 const MAX_OUTPUT: usize = 4 << 20;
-/// Longest error text passed on to clients.
-const MAX_REASON: usize = 300;
 
 /// How the go command is run for `direct` fetches.
 #[derive(Debug, Clone)]
@@ -342,7 +340,11 @@ fn work_dir(target: &str) -> Result<tempfile::TempDir, UpstreamError> {
 /// The go command's verdict: "this does not exist" (404, the client may try elsewhere) or a
 /// failure of ours or the origin (502).
 fn classify(target: &str, text: &str) -> UpstreamError {
-    let reason = redact(first_line(text));
+    let mut reason = reason_line(text, "go: ");
+    if reason.is_empty() {
+        reason = "the go command failed without a message".into();
+    }
+    let reason = redact(reason);
     const MISSING: [&str; 12] = [
         "unknown revision",
         "invalid version",
@@ -370,15 +372,6 @@ fn direct_failure(target: String, message: String) -> UpstreamError {
         message,
         timeout: false,
     }
-}
-
-fn first_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(|l| l.trim().trim_start_matches("go: ").trim())
-        .find(|l| !l.is_empty())
-        .unwrap_or("the go command failed without a message");
-    line.chars().take(MAX_REASON).collect()
 }
 
 /// Hides `user:password@` in any URL the go command or git echoed.

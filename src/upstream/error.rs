@@ -48,3 +48,16 @@ impl UpstreamError {
         matches!(self, UpstreamError::Transport { timeout: true, .. })
     }
 }
+
+/// Longest reason passed on to clients.
+const MAX_REASON: usize = 300;
+
+/// The first non-empty line of a message (without `prefix`), cut to a length a client is shown.
+pub(super) fn reason_line(text: &str, prefix: &str) -> String {
+    let line = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches(prefix).trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(MAX_REASON).collect()
+}
