@@ -286,14 +286,16 @@ fn non_empty_patterns(text: &str, if_empty: &str) -> Result<ModulePatterns, Stri
 mod tests {
     use super::*;
 
+    /// The policy tables of a config file.
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default)]
+        rule: Vec<RuleFile>,
+        #[serde(default)]
+        deny: Vec<DenyFile>,
+    }
+
     fn policy(toml_text: &str) -> Policy {
-        #[derive(Deserialize)]
-        struct File {
-            #[serde(default)]
-            rule: Vec<RuleFile>,
-            #[serde(default)]
-            deny: Vec<DenyFile>,
-        }
         let f: File = toml::from_str(toml_text).unwrap();
         Policy::new(&f.rule, &f.deny, DownloadMode::Sync).unwrap()
     }
@@ -365,13 +367,6 @@ mod tests {
 
     #[test]
     fn bad_tables_are_refused() {
-        #[derive(Deserialize)]
-        struct File {
-            #[serde(default)]
-            rule: Vec<RuleFile>,
-            #[serde(default)]
-            deny: Vec<DenyFile>,
-        }
         for bad in [
             "[[rule]]\nmatch = \"\"",
             "[[rule]]\nmatch = \"a b\"",

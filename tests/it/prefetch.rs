@@ -44,18 +44,7 @@ async fn prefetch_stores_what_a_go_sum_names_and_checks_its_hashes() {
         .filter(|v| v.tagged)
         .take(4)
         .collect();
-    let go_sum: String = chosen
-        .iter()
-        .map(|v| {
-            format!(
-                "{m} {ver} {h}\n{m} {ver}/go.mod {g}\n",
-                m = v.module,
-                ver = v.version,
-                h = v.h1,
-                g = v.go_mod_h1
-            )
-        })
-        .collect();
+    let go_sum: String = chosen.iter().map(|v| v.go_sum_lines()).collect();
     let sum_file = dir.path().join("go.sum");
     std::fs::write(&sum_file, go_sum).unwrap();
     // A list file naming one of them again and one more.

@@ -140,6 +140,17 @@ impl FixtureVersion {
         format!("/{}", self.key(ext))
     }
 
+    /// The version's two go.sum lines (zip and `/go.mod` hashes), as the go command writes them.
+    pub fn go_sum_lines(&self) -> String {
+        format!(
+            "{m} {v} {h}\n{m} {v}/go.mod {g}\n",
+            m = self.module,
+            v = self.version,
+            h = self.h1,
+            g = self.go_mod_h1
+        )
+    }
+
     /// The storage key (tree-relative path) of one of the version's files.
     pub fn key(&self, ext: &str) -> String {
         format!(

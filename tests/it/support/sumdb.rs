@@ -31,19 +31,7 @@ impl SumdbFixture {
         let bin = build(go).await;
         let dir = tempfile::tempdir().unwrap();
         let gosum = dir.path().join("go.sum");
-        let lines: String = tree
-            .versions()
-            .iter()
-            .map(|v| {
-                format!(
-                    "{m} {ver} {h}\n{m} {ver}/go.mod {g}\n",
-                    m = v.module,
-                    ver = v.version,
-                    h = v.h1,
-                    g = v.go_mod_h1
-                )
-            })
-            .collect();
+        let lines: String = tree.versions().iter().map(|v| v.go_sum_lines()).collect();
         std::fs::write(&gosum, lines).unwrap();
         let mut child = tokio::process::Command::new(&bin)
             .arg(name)
